@@ -1,0 +1,153 @@
+//! The configuration exactly as written by the user: Istio field names, every field known.
+//! Validation and compilation happen in `config.rs`; this file only mirrors the schema.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConfig {
+    #[serde(default)]
+    pub extension_providers: Vec<RawExtensionProvider>,
+    #[serde(default)]
+    pub policies: Vec<RawPolicy>,
+    pub path_normalization: Option<String>,
+}
+
+/// `meshConfig.extensionProviders[]`; only `envoyExtAuthzHttp` is a known provider kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawExtensionProvider {
+    pub name: String,
+    pub envoy_ext_authz_http: Option<RawExtAuthzHttp>,
+}
+
+/// `meshConfig.extensionProviders[].envoyExtAuthzHttp`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawExtAuthzHttp {
+    pub service: String,
+    pub port: NumberOrString,
+    pub cluster: Option<String>,
+    pub timeout: Option<String>,
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub fail_open: bool,
+    pub status_on_error: Option<NumberOrString>,
+    /// Deprecated in Istio in favour of `includeRequestHeadersInCheck`; accepted for pasting.
+    pub include_headers_in_check: Option<Vec<String>>,
+    pub include_request_headers_in_check: Option<Vec<String>>,
+    #[serde(default)]
+    pub include_additional_headers_in_check: BTreeMap<String, String>,
+    pub include_request_body_in_check: Option<RawBodyInCheck>,
+    #[serde(default)]
+    pub headers_to_upstream_on_allow: Vec<String>,
+    #[serde(default)]
+    pub headers_to_downstream_on_allow: Vec<String>,
+    pub headers_to_downstream_on_deny: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawBodyInCheck {
+    pub max_request_bytes: Option<u32>,
+    #[serde(default)]
+    pub allow_partial_message: bool,
+    /// gRPC-only in Envoy; accepted so Istio configs paste, has no effect over HTTP (as in Envoy).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub pack_as_bytes: bool,
+}
+
+/// `AuthorizationPolicy.spec` without `selector` / `targetRef` (the WasmPlugin selects the workload).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPolicy {
+    pub name: Option<String>,
+    pub action: Option<String>,
+    pub provider: Option<RawProviderRef>,
+    pub rules: Option<Vec<RawRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProviderRef {
+    pub name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    #[serde(default)]
+    pub from: Vec<RawFrom>,
+    #[serde(default)]
+    pub to: Vec<RawTo>,
+    #[serde(default)]
+    pub when: Vec<RawCondition>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFrom {
+    pub source: Option<RawSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTo {
+    pub operation: Option<RawOperation>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawSource {
+    pub principals: Option<Vec<String>>,
+    pub not_principals: Option<Vec<String>>,
+    pub request_principals: Option<Vec<String>>,
+    pub not_request_principals: Option<Vec<String>>,
+    pub namespaces: Option<Vec<String>>,
+    pub not_namespaces: Option<Vec<String>>,
+    pub ip_blocks: Option<Vec<String>>,
+    pub not_ip_blocks: Option<Vec<String>>,
+    pub remote_ip_blocks: Option<Vec<String>>,
+    pub not_remote_ip_blocks: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawOperation {
+    pub hosts: Option<Vec<String>>,
+    pub not_hosts: Option<Vec<String>>,
+    pub ports: Option<Vec<NumberOrString>>,
+    pub not_ports: Option<Vec<NumberOrString>>,
+    pub methods: Option<Vec<String>>,
+    pub not_methods: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
+    pub not_paths: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawCondition {
+    pub key: String,
+    pub values: Option<Vec<String>>,
+    pub not_values: Option<Vec<String>>,
+}
+
+/// Istio writes ports and status codes both as numbers and as strings (`port: "8000"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum NumberOrString {
+    Number(u64),
+    Text(String),
+}
+
+impl NumberOrString {
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            NumberOrString::Number(n) => Some(*n),
+            NumberOrString::Text(s) => s.trim().parse().ok(),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+use super::*;
+use crate::policy::RequestAttributes;
+use std::time::Duration;
+
+const TUTORIAL: &str = r#"{
+  "extensionProviders": [{
+    "name": "sample-ext-authz",
+    "envoyExtAuthzHttp": {
+      "service": "ext-authz.default.svc.cluster.local",
+      "port": "8000",
+      "timeout": "10s",
+      "includeRequestHeadersInCheck": ["x-ext-authz"],
+      "headersToUpstreamOnAllow": ["x-ext-authz-check-result"],
+      "headersToDownstreamOnDeny": ["x-ext-authz-check-result"]
+    }
+  }],
+  "policies": [{
+    "name": "ext-authz-on-headers",
+    "action": "CUSTOM",
+    "provider": {"name": "sample-ext-authz"},
+    "rules": [{"to": [{"operation": {"paths": ["/headers"]}}]}]
+  }]
+}"#;
+
+fn error_of(json: &str) -> String {
+    match Config::parse(json.as_bytes()) {
+        Ok(_) => panic!("config should be rejected: {json}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn tutorial_config_compiles_with_istio_defaults() {
+    let config = Config::parse(TUTORIAL.as_bytes()).unwrap();
+    let provider = config.custom_provider().unwrap();
+    assert_eq!(provider.cluster, "outbound|8000||ext-authz.default.svc.cluster.local");
+    assert_eq!(provider.timeout, Duration::from_secs(10));
+    assert_eq!(provider.status_on_error, 403);
+    assert!(!provider.fail_open);
+    assert!(provider.request_headers.matches("x-ext-authz"));
+    assert!(provider.downstream_on_deny.is_some());
+    assert_eq!(config.policies.custom.len(), 1);
+    assert_eq!(config.path_normalization, PathNormalization::Base);
+    let request = RequestAttributes { path: "/headers".into(), ..Default::default() };
+    assert!(config.policies.custom_match(&request).is_some());
+}
+
+#[test]
+fn defaults_follow_envoy_when_options_are_left_out() {
+    let config = Config::parse(
+        br#"{"extensionProviders":[{"name":"a","envoyExtAuthzHttp":{"service":"authz","port":9000}}]}"#,
+    )
+    .unwrap();
+    let provider = config.custom_provider().unwrap();
+    assert_eq!(provider.timeout, Duration::from_secs(600));
+    assert_eq!(provider.status_on_error, 403);
+    assert!(provider.downstream_on_deny.is_none());
+    assert!(provider.upstream_on_allow.is_empty());
+    assert_eq!(provider.body, None);
+    // One provider and no policy: every request is checked.
+    assert!(config.policies.custom_match(&RequestAttributes::default()).is_some());
+}
+
+#[test]
+fn empty_configuration_authorizes_nothing_and_starts() {
+    let config = Config::parse(b"").unwrap();
+    assert!(config.policies.is_empty());
+    assert!(config.custom_provider().is_none());
+}
+
+#[test]
+fn every_option_parses() {
+    let config = Config::parse(
+        br#"{
+      "extensionProviders": [{"name": "p", "envoyExtAuthzHttp": {
+        "service": "ns/authz.example", "port": 8000, "cluster": "authz", "timeout": "250ms",
+        "pathPrefix": "/check", "failOpen": true, "statusOnError": "503",
+        "includeRequestHeadersInCheck": ["x-a", "x-b-*"],
+        "includeAdditionalHeadersInCheck": {"X-Gateway": "ingress", "x-path": "%REQ(:path)%"},
+        "includeRequestBodyInCheck": {"maxRequestBytes": 4096, "allowPartialMessage": true, "packAsBytes": false},
+        "headersToUpstreamOnAllow": ["x-u"], "headersToDownstreamOnAllow": ["set-cookie"],
+        "headersToDownstreamOnDeny": ["x-d"]}}],
+      "policies": [
+        {"name": "c", "action": "CUSTOM", "provider": {"name": "p"}, "rules": [{}]},
+        {"name": "d", "action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/8"], "notNamespaces": ["prod"]}}],
+          "to": [{"operation": {"ports": ["8080", 9090], "methods": ["POST"], "notPaths": ["/public/*"], "hosts": ["*.example.com"]}}],
+          "when": [{"key": "request.headers[x-env]", "values": ["dev"]}, {"key": "remote.ip", "notValues": ["127.0.0.1"]},
+                   {"key": "destination.port", "values": ["80"]}, {"key": "connection.sni", "values": ["a.example"]},
+                   {"key": "request.auth.claims[groups][0]", "values": ["x"]}]}]},
+        {"action": "ALLOW", "rules": [{"to": [{"operation": {"paths": ["/users/{*}/profile"]}}]}]}
+      ],
+      "pathNormalization": "MERGE_SLASHES"
+    }"#,
+    )
+    .unwrap();
+    let p = &config.providers[0];
+    assert_eq!(p.cluster, "authz");
+    assert_eq!(p.timeout, Duration::from_millis(250));
+    assert_eq!(p.status_on_error, 503);
+    assert_eq!(p.body, Some(BodyOptions { max_request_bytes: 4096, allow_partial_message: true }));
+    assert_eq!(p.additional_headers[0].0, "x-gateway");
+    assert_eq!(config.policies.allow[0].name, "policies[2]");
+    assert!(config.needs.source_ip && config.needs.remote_ip && config.needs.destination_port && config.needs.sni);
+    assert!(config.needs.peer_principal);
+    assert_eq!(config.path_normalization, PathNormalization::MergeSlashes);
+}
+
+#[test]
+fn bad_configurations_name_the_field() {
+    let provider = r#""extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80}}]"#;
+    let cases: Vec<(String, &str)> = vec![
+        (r#"{"policy": []}"#.into(), "unknown field `policy`"),
+        (r#"{"policies": [{"action": "ALOW"}]}"#.into(), "policies[0].action: unknown action \"ALOW\""),
+        (r#"{"policies": [{"action": "AUDIT"}]}"#.into(), "policies[0].action: AUDIT is not supported"),
+        (r#"{"policies": [{"action": "CUSTOM", "provider": {"name": "nope"}}]}"#.into(), "policies[0].provider.name: no extension provider named \"nope\""),
+        (r#"{"policies": [{"action": "CUSTOM"}]}"#.into(), "policies[0].provider: is required"),
+        (format!(r#"{{{provider},"policies":[{{"action":"DENY","provider":{{"name":"p"}}}}]}}"#), "policies[0].provider: is only allowed with action CUSTOM"),
+        (r#"{"policies": [{"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/33"]}}]}]}]}"#.into(), "policies[0].rules[0].from[0].source.ipBlocks[0]: \"10.0.0.0/33\" has an invalid prefix length"),
+        (r#"{"policies": [{"rules": [{"from": [{"source": {}}]}]}]}"#.into(), "policies[0].rules[0].from[0].source: must not be empty"),
+        (r#"{"policies": [{"rules": [{"to": [{}]}]}]}"#.into(), "policies[0].rules[0].to[0].operation: is required"),
+        (r#"{"policies": [{"rules": [{"to": [{"operation": {"paths": ["/a/{**}/b"]}}]}]}]}"#.into(), "policies[0].rules[0].to[0].operation.paths[0]"),
+        (r#"{"policies": [{"rules": [{"to": [{"operation": {"ports": ["http"]}}]}]}]}"#.into(), "policies[0].rules[0].to[0].operation.ports[0]: \"http\" is not a port number"),
+        (r#"{"policies": [{"rules": [{"when": [{"key": "request.time", "values": ["1"]}]}]}]}"#.into(), "policies[0].rules[0].when[0].key: unsupported key"),
+        (r#"{"policies": [{"rules": [{"when": [{"key": "source.ip"}]}]}]}"#.into(), "policies[0].rules[0].when[0]: one of values or notValues must be set"),
+        (r#"{"policies": [{"rules": [{"to": [{"operation": {"paths": "/x"}}]}]}]}"#.into(), "policies[0].rules[0].to[0].operation.paths: invalid type"),
+        (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80,"timeout":"10"}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.timeout: \"10\" has no unit"),
+        (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80,"timeot":"1s"}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.timeot: unknown field `timeot`"),
+        (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":0}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.port: must be a port number"),
+        (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80,"pathPrefix":"check"}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.pathPrefix: must begin with '/'"),
+        (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80,"statusOnError":"abc"}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.statusOnError"),
+        (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80,"includeRequestBodyInCheck":{}}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.includeRequestBodyInCheck.maxRequestBytes: is required"),
+        (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80,"includeAdditionalHeadersInCheck":{"x-a":"50%"}}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.includeAdditionalHeadersInCheck.x-a"),
+        (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80,"includeRequestHeadersInCheck":["bad header"]}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.includeRequestHeadersInCheck[0]"),
+        (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"","port":80}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.service: must not be empty"),
+        (r#"{"extensionProviders":[{"name":"p"}]}"#.into(), "extensionProviders[0]: envoyExtAuthzHttp is required"),
+        (format!(r#"{{"extensionProviders":[{{"name":"p","envoyExtAuthzHttp":{{"service":"s","port":80}}}},{{"name":"p","envoyExtAuthzHttp":{{"service":"s","port":80}}}}]}}"#), "extensionProviders[1].name: duplicate provider name"),
+        (r#"{"pathNormalization": "base"}"#.into(), "pathNormalization: unknown value"),
+        ("not json".into(), "expected"),
+    ];
+    for (json, want) in cases {
+        let error = error_of(&json);
+        assert!(error.contains(want), "for {json}\n  got:  {error}\n  want: {want}");
+        assert!(!error.contains('\n'), "one line: {error}");
+    }
+}
+
+#[test]
+fn custom_policies_must_share_one_provider() {
+    let json = r#"{"extensionProviders":[
+        {"name":"a","envoyExtAuthzHttp":{"service":"s","port":80}},
+        {"name":"b","envoyExtAuthzHttp":{"service":"t","port":80}}],
+      "policies":[{"action":"CUSTOM","provider":{"name":"a"},"rules":[{}]},
+                  {"action":"CUSTOM","provider":{"name":"b"},"rules":[{}]}]}"#;
+    assert!(error_of(json).starts_with("policies[1].provider.name: all CUSTOM policies must use one provider"));
+}

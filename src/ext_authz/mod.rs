@@ -1,0 +1,171 @@
+//! The HTTP external authorization callout: Istio's `envoyExtAuthzHttp` provider, with the
+//! request and response rules of Envoy's `ext_authz` HTTP service. Pure functions only.
+
+pub mod check;
+pub mod response;
+
+use std::time::Duration;
+
+use crate::policy::matcher::HeaderNames;
+
+pub use check::{build_check_request, CheckRequest, RequestBody};
+pub use response::{interpret, CallResponse, CheckResponse, ErrorKind};
+
+/// Istio's default when `timeout` is left out (its translation sets Envoy's `server_uri.timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Envoy's `status_on_error` default: 403 Forbidden.
+pub const DEFAULT_STATUS_ON_ERROR: u32 = 403;
+
+/// A compiled `envoyExtAuthzHttp` provider (Envoy's `ext_authz` `HttpService` + filter options).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    pub name: String,
+    /// Envoy cluster the callout goes to: `cluster`, else `outbound|<port>||<service>`.
+    pub cluster: String,
+    pub timeout: Duration,
+    pub path_prefix: String,
+    pub fail_open: bool,
+    pub status_on_error: u32,
+    /// `includeRequestHeadersInCheck`; `authorization`, `:method`, `:path`, `:authority` always go.
+    pub request_headers: HeaderNames,
+    /// `includeAdditionalHeadersInCheck`, names lowercase, overwriting client headers.
+    pub additional_headers: Vec<(String, HeaderValueTemplate)>,
+    pub body: Option<BodyOptions>,
+    pub upstream_on_allow: HeaderNames,
+    pub downstream_on_allow: HeaderNames,
+    /// `None`: every header of the service's response except Host (Envoy's default).
+    pub downstream_on_deny: Option<HeaderNames>,
+}
+
+/// `includeRequestBodyInCheck` (Envoy `with_request_body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyOptions {
+    pub max_request_bytes: u32,
+    pub allow_partial_message: bool,
+}
+
+/// A header value with Envoy's substitution commands: `%REQ(name)%`, `%DOWNSTREAM_REMOTE_ADDRESS%`,
+/// `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%`, and `%%` for a literal `%`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderValueTemplate(Vec<TemplatePart>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TemplatePart {
+    Literal(String),
+    RequestHeader(String),
+    RemoteAddress,
+    RemoteAddressWithoutPort,
+}
+
+/// What a header template may read from the request.
+pub trait TemplateSource {
+    fn request_header(&self, name: &str) -> Option<String>;
+    fn remote_address(&self) -> Option<String>;
+}
+
+impl HeaderValueTemplate {
+    pub fn parse(text: &str) -> Result<HeaderValueTemplate, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while let Some(i) = rest.find('%') {
+            literal.push_str(&rest[..i]);
+            rest = &rest[i + 1..];
+            if let Some(after) = rest.strip_prefix('%') {
+                literal.push('%');
+                rest = after;
+                continue;
+            }
+            let end = rest
+                .find('%')
+                .ok_or_else(|| format!("{text:?}: unterminated '%' (write %% for a literal %)"))?;
+            let command = &rest[..end];
+            rest = &rest[end + 1..];
+            let part = if let Some(name) = command.strip_prefix("REQ(").and_then(|c| c.strip_suffix(')')) {
+                TemplatePart::RequestHeader(name.to_ascii_lowercase())
+            } else if command == "DOWNSTREAM_REMOTE_ADDRESS" {
+                TemplatePart::RemoteAddress
+            } else if command == "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" {
+                TemplatePart::RemoteAddressWithoutPort
+            } else {
+                return Err(format!(
+                    "{text:?}: unsupported command %{command}% (supported: %REQ(name)%, \
+                     %DOWNSTREAM_REMOTE_ADDRESS%, %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%, %%)"
+                ));
+            };
+            if !literal.is_empty() {
+                parts.push(TemplatePart::Literal(std::mem::take(&mut literal)));
+            }
+            parts.push(part);
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            parts.push(TemplatePart::Literal(literal));
+        }
+        Ok(HeaderValueTemplate(parts))
+    }
+
+    /// Whether the value needs the request (else it is a constant).
+    pub fn is_literal(&self) -> bool {
+        self.0.iter().all(|p| matches!(p, TemplatePart::Literal(_)))
+    }
+
+    pub fn render(&self, source: &dyn TemplateSource) -> String {
+        let mut out = String::new();
+        for part in &self.0 {
+            match part {
+                TemplatePart::Literal(l) => out.push_str(l),
+                TemplatePart::RequestHeader(name) => {
+                    out.push_str(&source.request_header(name).unwrap_or_default())
+                }
+                TemplatePart::RemoteAddress => out.push_str(&source.remote_address().unwrap_or_default()),
+                TemplatePart::RemoteAddressWithoutPort => {
+                    let address = source.remote_address().unwrap_or_default();
+                    out.push_str(strip_port(&address));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn strip_port(address: &str) -> &str {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match address.rsplit_once(':') {
+        Some((host, _)) if !host.contains(':') => host,
+        _ => address,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Source;
+    impl TemplateSource for Source {
+        fn request_header(&self, name: &str) -> Option<String> {
+            (name == ":path").then(|| "/headers?x=1".to_string())
+        }
+        fn remote_address(&self) -> Option<String> {
+            Some("10.0.0.1:5555".into())
+        }
+    }
+
+    #[test]
+    fn templates_render_envoy_commands() {
+        let t = HeaderValueTemplate::parse("ingress").unwrap();
+        assert!(t.is_literal());
+        assert_eq!(t.render(&Source), "ingress");
+        let t = HeaderValueTemplate::parse("p=%REQ(:PATH)% ip=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% 100%%").unwrap();
+        assert_eq!(t.render(&Source), "p=/headers?x=1 ip=10.0.0.1 100%");
+        assert_eq!(HeaderValueTemplate::parse("%DOWNSTREAM_REMOTE_ADDRESS%").unwrap().render(&Source), "10.0.0.1:5555");
+    }
+
+    #[test]
+    fn bad_templates_are_config_errors() {
+        assert!(HeaderValueTemplate::parse("50%").is_err());
+        assert!(HeaderValueTemplate::parse("%START_TIME%").is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! What the authorization service's answer means, as Envoy's `ext_authz` HTTP client reads it:
+//! 200 allows, 5xx (and no answer at all) is an error, any other status denies.
+
+use super::Provider;
+use crate::headers::{is_protected, HeaderMutation};
+
+/// Lists header names the service wants removed from the upstream request (on 200 only).
+pub const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+
+/// The callout's answer as the host hands it over; `None` status when there was no response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallResponse {
+    /// Lowercase names, `:status` included.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl CallResponse {
+    pub fn status(&self) -> Option<u32> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == ":status")
+            .and_then(|(_, v)| v.trim().parse().ok())
+    }
+}
+
+/// Why a check is an error (Envoy `CheckStatus::Error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Timed out, reset, refused: the host gave no response.
+    NoResponse,
+    /// A 5xx, or a status that is no HTTP final status.
+    BadStatus(u32),
+    /// `dispatch_http_call` itself failed (unknown cluster, bad arguments).
+    DispatchFailed,
+}
+
+/// Envoy's `CheckStatus {Ok, Denied, Error}` with the `Response` of each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckResponse {
+    Ok {
+        /// Applied to the upstream request: `headersToUpstreamOnAllow` sets, then removals.
+        upstream: Vec<HeaderMutation>,
+        /// Added to the response to the client (`headersToDownstreamOnAllow`).
+        downstream: Vec<(String, String)>,
+    },
+    Denied {
+        status: u32,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    Error(ErrorKind),
+}
+
+pub fn interpret(provider: &Provider, response: Option<&CallResponse>) -> CheckResponse {
+    let Some(response) = response else {
+        return CheckResponse::Error(ErrorKind::NoResponse);
+    };
+    let status = match response.status() {
+        None => return CheckResponse::Error(ErrorKind::NoResponse),
+        Some(s) if !(200..500).contains(&s) => return CheckResponse::Error(ErrorKind::BadStatus(s)),
+        Some(s) => s,
+    };
+    let headers = response
+        .headers
+        .iter()
+        .filter(|(n, _)| !n.starts_with(':') && n != HEADERS_TO_REMOVE);
+    if status == 200 {
+        let mut upstream: Vec<HeaderMutation> = headers
+            .clone()
+            .filter(|(n, _)| provider.upstream_on_allow.matches(n) && !is_protected(n))
+            .map(|(n, v)| HeaderMutation::Set { name: n.clone(), value: v.clone() })
+            .collect();
+        for (_, list) in response.headers.iter().filter(|(n, _)| n == HEADERS_TO_REMOVE) {
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let name = name.to_ascii_lowercase();
+                if !is_protected(&name) {
+                    upstream.push(HeaderMutation::Remove { name });
+                }
+            }
+        }
+        let downstream = headers
+            .filter(|(n, _)| provider.downstream_on_allow.matches(n))
+            .cloned()
+            .collect();
+        return CheckResponse::Ok { upstream, downstream };
+    }
+    let headers = headers
+        .filter(|(n, _)| match &provider.downstream_on_deny {
+            None => n != "host",
+            Some(names) => names.matches(n) || DENY_ALWAYS.contains(&n.as_str()),
+        })
+        .cloned()
+        .collect();
+    CheckResponse::Denied { status, headers, body: response.body.clone() }
+}
+
+/// With `headersToDownstreamOnDeny` set, Envoy still passes these from the service's answer.
+const DENY_ALWAYS: [&str; 3] = ["content-length", "www-authenticate", "location"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::matcher::HeaderNames;
+    use std::time::Duration;
+
+    fn provider() -> Provider {
+        Provider {
+            name: "p".into(),
+            cluster: "c".into(),
+            timeout: Duration::from_secs(1),
+            path_prefix: String::new(),
+            fail_open: false,
+            status_on_error: 403,
+            request_headers: HeaderNames::default(),
+            additional_headers: vec![],
+            body: None,
+            upstream_on_allow: HeaderNames::new(&["x-ext-authz-check-result"]),
+            downstream_on_allow: HeaderNames::default(),
+            downstream_on_deny: Some(HeaderNames::new(&["x-ext-authz-check-result"])),
+        }
+    }
+
+    fn answer(status: &str, headers: &[(&str, &str)], body: &str) -> CallResponse {
+        let mut all = vec![(":status".to_string(), status.to_string())];
+        all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        CallResponse { headers: all, body: body.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn ok_sets_listed_upstream_headers_and_removes_named_ones() {
+        let r = answer(
+            "200",
+            &[
+                ("x-ext-authz-check-result", "allowed"),
+                ("x-other", "no"),
+                (HEADERS_TO_REMOVE, "x-secret, :path, host"),
+            ],
+            "",
+        );
+        assert_eq!(
+            interpret(&provider(), Some(&r)),
+            CheckResponse::Ok {
+                upstream: vec![
+                    HeaderMutation::Set { name: "x-ext-authz-check-result".into(), value: "allowed".into() },
+                    HeaderMutation::Remove { name: "x-secret".into() },
+                ],
+                downstream: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn other_statuses_deny_with_listed_headers_and_body() {
+        let r = answer(
+            "403",
+            &[("x-ext-authz-check-result", "denied"), ("content-type", "text/plain"), ("location", "/login")],
+            "denied by ext_authz",
+        );
+        let CheckResponse::Denied { status, headers, body } = interpret(&provider(), Some(&r)) else {
+            panic!("expected a denial");
+        };
+        assert_eq!(status, 403);
+        assert_eq!(
+            headers,
+            vec![("x-ext-authz-check-result".into(), "denied".into()), ("location".into(), "/login".into())]
+        );
+        assert_eq!(body, b"denied by ext_authz");
+    }
+
+    #[test]
+    fn without_a_deny_list_every_header_but_host_goes_back() {
+        let mut p = provider();
+        p.downstream_on_deny = None;
+        let r = answer("401", &[("host", "authz"), ("www-authenticate", "Basic"), ("x-a", "1")], "");
+        let CheckResponse::Denied { status, headers, .. } = interpret(&p, Some(&r)) else {
+            panic!("expected a denial");
+        };
+        assert_eq!(status, 401);
+        assert_eq!(headers, vec![("www-authenticate".into(), "Basic".into()), ("x-a".into(), "1".into())]);
+    }
+
+    #[test]
+    fn five_hundreds_and_missing_answers_are_errors() {
+        assert_eq!(interpret(&provider(), None), CheckResponse::Error(ErrorKind::NoResponse));
+        assert_eq!(
+            interpret(&provider(), Some(&answer("503", &[], ""))),
+            CheckResponse::Error(ErrorKind::BadStatus(503))
+        );
+        assert_eq!(
+            interpret(&provider(), Some(&CallResponse::default())),
+            CheckResponse::Error(ErrorKind::NoResponse)
+        );
+        assert_eq!(
+            interpret(&provider(), Some(&answer("abc", &[], ""))),
+            CheckResponse::Error(ErrorKind::NoResponse)
+        );
+    }
+
+    #[test]
+    fn downstream_on_allow_headers_are_added_to_the_response() {
+        let mut p = provider();
+        p.downstream_on_allow = HeaderNames::new(&["set-cookie"]);
+        let r = answer("200", &[("set-cookie", "a=1"), ("set-cookie", "b=2")], "");
+        let CheckResponse::Ok { downstream, .. } = interpret(&p, Some(&r)) else {
+            panic!("expected ok");
+        };
+        assert_eq!(downstream, vec![("set-cookie".into(), "a=1".into()), ("set-cookie".into(), "b=2".into())]);
+    }
+}

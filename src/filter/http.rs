@@ -1,0 +1,375 @@
+//! The per-request state machine (Envoy ext_authz's `State {NotStarted, Calling, Complete}`):
+//! gather attributes once, run CUSTOM (callout), then DENY and ALLOW, then resume or reply.
+//! Every request ends exactly once: it continues, is resumed, or gets one local reply.
+
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use crate::config::Config;
+use crate::ext_authz::{self, build_check_request, interpret, CallResponse, CheckResponse, Provider, RequestBody, TemplateSource};
+use crate::headers::{self, HeaderMutation};
+use crate::host::Host;
+use crate::policy::path::{normalize, PathNormalization};
+use crate::policy::{LocalDecision, RequestAttributes};
+
+use super::metrics::{Metric, Metrics};
+
+/// Envoy's reply body when RBAC denies (`RBAC: access denied`).
+pub const RBAC_DENIED_BODY: &str = "RBAC: access denied";
+/// Envoy's reply body when a buffered request body is over the limit.
+pub const PAYLOAD_TOO_LARGE_BODY: &str = "Payload Too Large";
+
+/// What the proxy should do with the stream after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    NotStarted,
+    /// Waiting for the request body the check request carries.
+    Buffering,
+    /// Check request sent; the token matches its answer to this request.
+    Calling { token: u32 },
+    /// Allowed and forwarded.
+    Allowed,
+    /// A local reply was sent.
+    Replied,
+}
+
+/// Whether the request goes on now, or waits (callout in flight, or answered locally).
+enum Verdict {
+    Proceed,
+    Hold,
+}
+
+fn action(verdict: Verdict) -> Action {
+    match verdict {
+        Verdict::Proceed => Action::Continue,
+        Verdict::Hold => Action::Pause,
+    }
+}
+
+/// One HTTP request going through the filter.
+pub struct AuthzRequest {
+    config: Rc<Config>,
+    metrics: Rc<Metrics>,
+    context_id: u32,
+    state: State,
+    /// Client request headers, lowercase names, values as text.
+    headers: Vec<(String, String)>,
+    attributes: RequestAttributes,
+    /// Normalized path with the original query: what policies saw and the check request carries.
+    request_path: String,
+    call_started: Option<SystemTime>,
+    downstream_on_allow: Vec<(String, String)>,
+}
+
+impl AuthzRequest {
+    pub fn new(config: Rc<Config>, metrics: Rc<Metrics>, context_id: u32) -> AuthzRequest {
+        AuthzRequest {
+            config,
+            metrics,
+            context_id,
+            state: State::NotStarted,
+            headers: Vec::new(),
+            attributes: RequestAttributes::default(),
+            request_path: String::new(),
+            call_started: None,
+            downstream_on_allow: Vec::new(),
+        }
+    }
+
+    pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
+        if self.state != State::NotStarted {
+            return Action::Continue;
+        }
+        self.read_request(host);
+        let config = Rc::clone(&self.config);
+        if config.policies.custom_match(&self.attributes).is_none() {
+            return action(self.decide_locally(host));
+        }
+        let Some(provider) = config.custom_provider() else {
+            log::error!("#{} CUSTOM policy without a provider", self.context_id);
+            return action(self.reply_internal_error(host));
+        };
+        if let Some(body) = provider.body {
+            if !end_of_stream {
+                let declared = self.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+                if !body.allow_partial_message && declared.is_some_and(|len| len > u64::from(body.max_request_bytes)) {
+                    return action(self.reply_too_large(host));
+                }
+                self.state = State::Buffering;
+                return Action::Pause;
+            }
+        }
+        let verdict = self.check(host, provider, None);
+        action(verdict)
+    }
+
+    pub fn on_request_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Action {
+        if self.state != State::Buffering {
+            return match self.state {
+                State::Calling { .. } => Action::Pause,
+                _ => Action::Continue,
+            };
+        }
+        let config = Rc::clone(&self.config);
+        let Some(provider) = config.custom_provider() else {
+            return action(self.reply_internal_error(host));
+        };
+        let Some(options) = provider.body else {
+            return action(self.check(host, provider, None));
+        };
+        let max = options.max_request_bytes as usize;
+        if body_size > max && !options.allow_partial_message {
+            return action(self.reply_too_large(host));
+        }
+        if !end_of_stream && body_size < max {
+            return Action::Pause;
+        }
+        let bytes = host.request_body(max.min(body_size)).unwrap_or_default();
+        let body = RequestBody { partial: body_size > bytes.len(), bytes };
+        let verdict = self.check(host, provider, Some(&body));
+        action(verdict)
+    }
+
+    pub fn on_call_response(&mut self, host: &dyn Host, token: u32, num_headers: usize, body_size: usize) {
+        match self.state {
+            State::Calling { token: expected } if expected == token => {}
+            _ => {
+                log::warn!("#{} ignoring callout answer with unknown token {token}", self.context_id);
+                return;
+            }
+        }
+        if let Some(started) = self.call_started {
+            let elapsed = host.now().duration_since(started).unwrap_or_default();
+            self.metrics.record(host, Metric::ExtAuthzLatencyMs, elapsed.as_millis() as u64);
+        }
+        let response: Option<CallResponse> = (num_headers > 0).then(|| host.call_response(body_size));
+        let config = Rc::clone(&self.config);
+        let Some(provider) = config.custom_provider() else {
+            self.reply_internal_error(host);
+            return;
+        };
+        let outcome = interpret(provider, response.as_ref());
+        if let Verdict::Proceed = self.conclude(host, provider, outcome) {
+            host.resume_request();
+        }
+    }
+
+    pub fn on_response_headers(&mut self, host: &dyn Host) -> Action {
+        if self.state == State::Allowed {
+            for (name, value) in self.downstream_on_allow.drain(..) {
+                host.add_response_header(&name, &value);
+            }
+        }
+        Action::Continue
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Reads headers once, normalizes the path (rewriting `:path` when it changed) and gathers
+    /// only the properties the policies use.
+    fn read_request(&mut self, host: &dyn Host) {
+        self.headers = host
+            .request_headers()
+            .into_iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        let raw_path = self.header(":path").unwrap_or("/").to_string();
+        let normalized = normalize(&raw_path, self.config.path_normalization);
+        self.request_path = if self.config.path_normalization == PathNormalization::None {
+            raw_path.clone()
+        } else {
+            normalized.to_request_path()
+        };
+        if self.request_path != raw_path {
+            log::debug!("#{} path normalized", self.context_id);
+            host.set_request_header(":path", Some(&self.request_path));
+            headers::apply(
+                &mut self.headers,
+                &[HeaderMutation::Set { name: ":path".into(), value: self.request_path.clone() }],
+            );
+        }
+        let needs = self.config.needs;
+        let source_ip = if needs.source_ip || needs.remote_ip {
+            host.property(&["source", "address"]).and_then(|a| parse_ip(&a))
+        } else {
+            None
+        };
+        self.attributes = RequestAttributes {
+            method: self.header(":method").unwrap_or_default().to_string(),
+            path: normalized.path,
+            authority: self.header(":authority").unwrap_or_default().to_string(),
+            headers: self.headers.clone(),
+            source_ip,
+            remote_ip: source_ip,
+            destination_ip: if needs.destination_ip {
+                host.property(&["destination", "address"]).and_then(|a| parse_ip(&a))
+            } else {
+                None
+            },
+            destination_port: if needs.destination_port {
+                host.property(&["destination", "port"]).and_then(|p| parse_port(&p))
+            } else {
+                None
+            },
+            sni: if needs.sni {
+                host.property(&["connection", "requested_server_name"])
+                    .map(|s| String::from_utf8_lossy(&s).into_owned())
+                    .filter(|s| !s.is_empty())
+            } else {
+                None
+            },
+            peer_principal: if needs.peer_principal {
+                host.property(&["connection", "uri_san_peer_certificate"])
+                    .map(|s| String::from_utf8_lossy(&s).trim_start_matches("spiffe://").to_string())
+                    .filter(|s| !s.is_empty())
+            } else {
+                None
+            },
+            auth: None,
+        };
+    }
+
+    /// Sends the check request; a failed dispatch is an error under the failure mode.
+    fn check(&mut self, host: &dyn Host, provider: &Provider, body: Option<&RequestBody>) -> Verdict {
+        let source = RequestSource { headers: &self.headers, host };
+        let request = build_check_request(provider, &self.headers, &self.request_path, body, &source);
+        let headers: Vec<(&str, &str)> = request.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        match host.dispatch_http_call(&provider.cluster, &headers, request.body.as_deref(), provider.timeout) {
+            Ok(token) => {
+                self.state = State::Calling { token };
+                self.call_started = Some(host.now());
+                Verdict::Hold
+            }
+            Err(error) => {
+                log::warn!("#{} ext_authz dispatch to cluster {:?} failed: {error}", self.context_id, provider.cluster);
+                self.conclude(host, provider, CheckResponse::Error(ext_authz::ErrorKind::DispatchFailed))
+            }
+        }
+    }
+
+    /// Applies the authorization service's verdict, then the local policies when it allows.
+    fn conclude(&mut self, host: &dyn Host, provider: &Provider, outcome: CheckResponse) -> Verdict {
+        match outcome {
+            CheckResponse::Ok { upstream, downstream } => {
+                self.metrics.increment(host, Metric::ExtAuthzOk);
+                for mutation in &upstream {
+                    match mutation {
+                        HeaderMutation::Set { name, value } => host.set_request_header(name, Some(value)),
+                        HeaderMutation::Remove { name } => host.set_request_header(name, None),
+                        HeaderMutation::Append { .. } => {}
+                    }
+                }
+                headers::apply(&mut self.attributes.headers, &upstream);
+                self.downstream_on_allow = downstream;
+                self.decide_locally(host)
+            }
+            CheckResponse::Denied { status, headers, body } => {
+                self.metrics.increment(host, Metric::ExtAuthzDenied);
+                log::info!("#{} denied by ext_authz provider {:?} with status {status}", self.context_id, provider.name);
+                let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                self.reply(host, status, &headers, &body)
+            }
+            CheckResponse::Error(kind) => {
+                self.metrics.increment(host, Metric::ExtAuthzError);
+                if provider.fail_open {
+                    self.metrics.increment(host, Metric::ExtAuthzFailureModeAllowed);
+                    log::warn!("#{} ext_authz error ({kind:?}); failOpen lets the request through", self.context_id);
+                    self.decide_locally(host)
+                } else {
+                    log::info!("#{} denied: ext_authz error ({kind:?}), statusOnError {}", self.context_id, provider.status_on_error);
+                    self.reply(host, provider.status_on_error, &[], b"")
+                }
+            }
+        }
+    }
+
+    /// DENY then ALLOW policies; the request continues or gets `403 RBAC: access denied`.
+    fn decide_locally(&mut self, host: &dyn Host) -> Verdict {
+        let policies = &self.config.policies;
+        if policies.deny.is_empty() && policies.allow.is_empty() {
+            self.state = State::Allowed;
+            return Verdict::Proceed;
+        }
+        match policies.evaluate_local(&self.attributes) {
+            LocalDecision::Allow => {
+                self.metrics.increment(host, Metric::RbacAllowed);
+                self.state = State::Allowed;
+                Verdict::Proceed
+            }
+            LocalDecision::Denied { policy } => {
+                log::info!("#{} denied by policy {policy:?}: DENY rule matched", self.context_id);
+                self.metrics.increment(host, Metric::RbacDenied);
+                self.reply(host, 403, &[], RBAC_DENIED_BODY.as_bytes())
+            }
+            LocalDecision::NoAllowMatch => {
+                log::info!("#{} denied: no ALLOW policy matched", self.context_id);
+                self.metrics.increment(host, Metric::RbacDenied);
+                self.reply(host, 403, &[], RBAC_DENIED_BODY.as_bytes())
+            }
+        }
+    }
+
+    fn reply_too_large(&mut self, host: &dyn Host) -> Verdict {
+        log::info!("#{} denied: request body over maxRequestBytes", self.context_id);
+        self.metrics.increment(host, Metric::RequestTooLarge);
+        self.reply(host, 413, &[], PAYLOAD_TOO_LARGE_BODY.as_bytes())
+    }
+
+    fn reply_internal_error(&mut self, host: &dyn Host) -> Verdict {
+        self.reply(host, 500, &[], b"")
+    }
+
+    fn reply(&mut self, host: &dyn Host, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Verdict {
+        self.state = State::Replied;
+        host.send_response(status, headers, body);
+        Verdict::Hold
+    }
+}
+
+/// Envoy hands addresses over as `ip:port` text.
+fn parse_ip(bytes: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if let Ok(ip) = text.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    text.rsplit_once(':')?.0.parse().ok()
+}
+
+/// Envoy hands ports over as a little-endian 64-bit integer.
+fn parse_port(bytes: &[u8]) -> Option<u16> {
+    let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    u16::try_from(u64::from_le_bytes(raw)).ok()
+}
+
+/// What header templates read: the client headers and the downstream address.
+struct RequestSource<'a> {
+    headers: &'a [(String, String)],
+    host: &'a dyn Host,
+}
+
+impl TemplateSource for RequestSource<'_> {
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    }
+
+    fn remote_address(&self) -> Option<String> {
+        self.host
+            .property(&["source", "address"])
+            .map(|a| String::from_utf8_lossy(&a).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,68 @@
+//! Header rules as data: the filter computes a list of mutations and the host applies them.
+
+/// One change to a header map (Envoy's `HeaderValueOption` actions, reduced to what we use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderMutation {
+    /// Replace every value of the header with this one (Envoy `setCopy`).
+    Set { name: String, value: String },
+    /// Add one more value, keeping existing ones (Envoy `addCopy`).
+    Append { name: String, value: String },
+    /// Remove every value of the header.
+    Remove { name: String },
+}
+
+impl HeaderMutation {
+    pub fn name(&self) -> &str {
+        match self {
+            HeaderMutation::Set { name, .. }
+            | HeaderMutation::Append { name, .. }
+            | HeaderMutation::Remove { name } => name,
+        }
+    }
+}
+
+/// Pseudo-headers (`:path`, `:status` …) and `host` are never taken from, or removed at, the
+/// authorization service's word: changing them would reroute or break the request (as Envoy).
+pub fn is_protected(name: &str) -> bool {
+    name.starts_with(':') || name.eq_ignore_ascii_case("host")
+}
+
+/// Applies mutations to a plain header list (lowercase names), the way the host applies them.
+pub fn apply(headers: &mut Vec<(String, String)>, mutations: &[HeaderMutation]) {
+    for mutation in mutations {
+        match mutation {
+            HeaderMutation::Set { name, value } => {
+                headers.retain(|(n, _)| n != name);
+                headers.push((name.clone(), value.clone()));
+            }
+            HeaderMutation::Append { name, value } => headers.push((name.clone(), value.clone())),
+            HeaderMutation::Remove { name } => headers.retain(|(n, _)| n != name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_replaces_append_keeps_remove_drops() {
+        let mut headers = vec![("a".to_string(), "1".to_string()), ("a".into(), "2".into()), ("b".into(), "x".into())];
+        apply(
+            &mut headers,
+            &[
+                HeaderMutation::Set { name: "a".into(), value: "3".into() },
+                HeaderMutation::Append { name: "c".into(), value: "y".into() },
+                HeaderMutation::Remove { name: "b".into() },
+            ],
+        );
+        assert_eq!(headers, vec![("a".into(), "3".into()), ("c".into(), "y".into())]);
+    }
+
+    #[test]
+    fn pseudo_headers_and_host_are_protected() {
+        assert!(is_protected(":path"));
+        assert!(is_protected("Host"));
+        assert!(!is_protected("x-user"));
+    }
+}

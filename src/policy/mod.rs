@@ -1,0 +1,411 @@
+//! Istio `AuthorizationPolicy` evaluation as pure functions: CUSTOM first, then DENY, then ALLOW.
+//! Rules of a policy are OR-ed; `from`, `to`, `when` of a rule are AND-ed; list entries are OR-ed;
+//! `not*` fields exclude.
+
+pub mod matcher;
+pub mod path;
+
+use std::net::IpAddr;
+
+use matcher::{Cidr, HostMatch, PathMatch, StringMatch};
+
+/// Authenticated request identity from a verified JWT (Istio's `request.auth.*`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthInfo {
+    /// `<iss>/<sub>`.
+    pub principal: String,
+    pub audiences: Vec<String>,
+    pub presenter: Option<String>,
+    pub claims: serde_json::Value,
+}
+
+/// What policies look at, gathered once per request (Envoy RBAC's view of a request).
+#[derive(Debug, Clone, Default)]
+pub struct RequestAttributes {
+    pub method: String,
+    /// Normalized path, without query or fragment.
+    pub path: String,
+    pub authority: String,
+    /// Lowercase names, in arrival order; repeated names stay separate entries.
+    pub headers: Vec<(String, String)>,
+    pub source_ip: Option<IpAddr>,
+    pub remote_ip: Option<IpAddr>,
+    pub destination_ip: Option<IpAddr>,
+    pub destination_port: Option<u16>,
+    pub sni: Option<String>,
+    /// Peer identity from mTLS without `spiffe://`, e.g. `cluster.local/ns/default/sa/sleep`.
+    pub peer_principal: Option<String>,
+    pub auth: Option<AuthInfo>,
+}
+
+impl RequestAttributes {
+    /// All values of a header joined by `,`, as Envoy's header matchers see a repeated header.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let mut joined: Option<String> = None;
+        for (_, value) in self.headers.iter().filter(|(n, _)| n == name) {
+            match joined.as_mut() {
+                Some(j) => {
+                    j.push(',');
+                    j.push_str(value);
+                }
+                None => joined = Some(value.clone()),
+            }
+        }
+        joined
+    }
+
+    /// Replaces every value of `name` (a header rule applied before local evaluation).
+    pub fn set_header(&mut self, name: &str, value: Option<&str>) {
+        self.headers.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            self.headers.push((name.to_string(), v.to_string()));
+        }
+    }
+}
+
+/// The request attribute a constraint looks at (Istio's source / operation / condition keys).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attribute {
+    RequestPrincipal,
+    PeerPrincipal,
+    Namespace,
+    SourceIp,
+    RemoteIp,
+    DestinationIp,
+    DestinationPort,
+    Host,
+    Method,
+    Path,
+    Sni,
+    Header(String),
+    AuthAudiences,
+    AuthPresenter,
+    AuthClaim(Vec<String>),
+}
+
+/// One accepted value of a constraint.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueMatch {
+    Text(StringMatch),
+    Host(HostMatch),
+    Path(PathMatch),
+    Ip(Cidr),
+    Port(u16),
+}
+
+/// `field: [values]` (or `notField`): true when any value matches; negated for `not*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Constraint {
+    pub attribute: Attribute,
+    pub values: Vec<ValueMatch>,
+    pub negated: bool,
+}
+
+enum Value<'a> {
+    Text(&'a str),
+    Ip(IpAddr),
+    Port(u16),
+}
+
+impl ValueMatch {
+    fn matches(&self, value: &Value) -> bool {
+        match (self, value) {
+            (ValueMatch::Text(m), Value::Text(v)) => m.matches(v),
+            (ValueMatch::Host(m), Value::Text(v)) => m.matches(v),
+            (ValueMatch::Path(m), Value::Text(v)) => m.matches(v),
+            (ValueMatch::Ip(c), Value::Ip(ip)) => c.contains(*ip),
+            (ValueMatch::Port(p), Value::Port(v)) => p == v,
+            _ => false,
+        }
+    }
+}
+
+impl Constraint {
+    pub fn matches(&self, request: &RequestAttributes) -> bool {
+        let any = |value: Value| self.values.iter().any(|m| m.matches(&value));
+        let hit = match &self.attribute {
+            Attribute::Method => any(Value::Text(&request.method)),
+            Attribute::Path => any(Value::Text(&request.path)),
+            Attribute::Host => any(Value::Text(&request.authority)),
+            Attribute::Header(name) => request.header(name).is_some_and(|v| any(Value::Text(&v))),
+            Attribute::SourceIp => request.source_ip.is_some_and(|ip| any(Value::Ip(ip))),
+            Attribute::RemoteIp => request.remote_ip.is_some_and(|ip| any(Value::Ip(ip))),
+            Attribute::DestinationIp => request.destination_ip.is_some_and(|ip| any(Value::Ip(ip))),
+            Attribute::DestinationPort => request.destination_port.is_some_and(|p| any(Value::Port(p))),
+            Attribute::Sni => request.sni.as_deref().is_some_and(|s| any(Value::Text(s))),
+            Attribute::PeerPrincipal => request
+                .peer_principal
+                .as_deref()
+                .is_some_and(|p| !p.is_empty() && any(Value::Text(p))),
+            Attribute::Namespace => request
+                .peer_principal
+                .as_deref()
+                .and_then(namespace_of)
+                .is_some_and(|ns| any(Value::Text(ns))),
+            Attribute::RequestPrincipal => request
+                .auth
+                .as_ref()
+                .is_some_and(|a| !a.principal.is_empty() && any(Value::Text(&a.principal))),
+            Attribute::AuthAudiences => request
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.audiences.iter().any(|aud| any(Value::Text(aud)))),
+            Attribute::AuthPresenter => request
+                .auth
+                .as_ref()
+                .and_then(|a| a.presenter.as_deref())
+                .is_some_and(|p| any(Value::Text(p))),
+            Attribute::AuthClaim(path) => request
+                .auth
+                .as_ref()
+                .is_some_and(|a| claim_values(&a.claims, path).iter().any(|v| any(Value::Text(v)))),
+        };
+        hit != self.negated
+    }
+}
+
+/// `cluster.local/ns/<namespace>/sa/<account>` → `<namespace>`.
+fn namespace_of(principal: &str) -> Option<&str> {
+    let mut parts = principal.split('/');
+    while let Some(part) = parts.next() {
+        if part == "ns" {
+            return parts.next();
+        }
+    }
+    None
+}
+
+/// A claim at a nested path, as strings: a string, or each string of a list (Istio's semantics).
+fn claim_values(claims: &serde_json::Value, path: &[String]) -> Vec<String> {
+    let mut value = claims;
+    for key in path {
+        match value.get(key) {
+            Some(v) => value = v,
+            None => return Vec::new(),
+        }
+    }
+    match value {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        serde_json::Value::Bool(b) => vec![b.to_string()],
+        serde_json::Value::Number(n) => vec![n.to_string()],
+        _ => Vec::new(),
+    }
+}
+
+/// One rule: every present part must match; each part is a list whose entries are OR-ed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rule {
+    /// `from[]`, each entry the AND of its source fields.
+    pub from: Vec<Vec<Constraint>>,
+    /// `to[]`, each entry the AND of its operation fields.
+    pub to: Vec<Vec<Constraint>>,
+    /// `when[]`, all AND-ed.
+    pub when: Vec<Constraint>,
+}
+
+fn all(constraints: &[Constraint], request: &RequestAttributes) -> bool {
+    constraints.iter().all(|c| c.matches(request))
+}
+
+impl Rule {
+    pub fn matches(&self, request: &RequestAttributes) -> bool {
+        (self.from.is_empty() || self.from.iter().any(|f| all(f, request)))
+            && (self.to.is_empty() || self.to.iter().any(|t| all(t, request)))
+            && all(&self.when, request)
+    }
+}
+
+/// A named policy; with no rules it never matches (Istio).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    pub fn matches(&self, request: &RequestAttributes) -> bool {
+        self.rules.iter().any(|r| r.matches(request))
+    }
+}
+
+/// The compiled policies of one plugin, grouped by action.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policies {
+    pub custom: Vec<Policy>,
+    pub deny: Vec<Policy>,
+    pub allow: Vec<Policy>,
+}
+
+/// The outcome of the DENY and ALLOW steps (Envoy's two RBAC filters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalDecision<'a> {
+    /// No DENY matched and ALLOW passed (a policy matched, or there are none).
+    Allow,
+    /// A DENY policy matched.
+    Denied { policy: &'a str },
+    /// ALLOW policies exist and none matched.
+    NoAllowMatch,
+}
+
+impl Policies {
+    pub fn is_empty(&self) -> bool {
+        self.custom.is_empty() && self.deny.is_empty() && self.allow.is_empty()
+    }
+
+    /// The first CUSTOM policy that applies to the request, if any.
+    pub fn custom_match(&self, request: &RequestAttributes) -> Option<&Policy> {
+        self.custom.iter().find(|p| p.matches(request))
+    }
+
+    /// DENY, then ALLOW, as Istio's RBAC filters order them.
+    pub fn evaluate_local(&self, request: &RequestAttributes) -> LocalDecision<'_> {
+        if let Some(policy) = self.deny.iter().find(|p| p.matches(request)) {
+            return LocalDecision::Denied { policy: &policy.name };
+        }
+        if self.allow.is_empty() || self.allow.iter().any(|p| p.matches(request)) {
+            LocalDecision::Allow
+        } else {
+            LocalDecision::NoAllowMatch
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(attribute: Attribute, values: &[&str], negated: bool) -> Constraint {
+        Constraint {
+            attribute,
+            values: values.iter().map(|v| ValueMatch::Text(StringMatch::parse(v))).collect(),
+            negated,
+        }
+    }
+
+    fn paths(values: &[&str], negated: bool) -> Constraint {
+        Constraint {
+            attribute: Attribute::Path,
+            values: values
+                .iter()
+                .map(|v| ValueMatch::Path(PathMatch::parse(v).unwrap()))
+                .collect(),
+            negated,
+        }
+    }
+
+    fn request(method: &str, path: &str) -> RequestAttributes {
+        RequestAttributes {
+            method: method.into(),
+            path: path.into(),
+            authority: "httpbin.default:8000".into(),
+            ..Default::default()
+        }
+    }
+
+    fn policy(name: &str, rules: Vec<Rule>) -> Policy {
+        Policy { name: name.into(), rules }
+    }
+
+    #[test]
+    fn rule_parts_are_anded_and_entries_ored() {
+        let rule = Rule {
+            to: vec![
+                vec![paths(&["/headers"], false), text(Attribute::Method, &["GET"], false)],
+                vec![paths(&["/admin/*"], false)],
+            ],
+            when: vec![text(Attribute::Header("x-team".into()), &["blue", "green"], false)],
+            ..Default::default()
+        };
+        let mut r = request("GET", "/headers");
+        assert!(!rule.matches(&r), "when part not satisfied");
+        r.headers.push(("x-team".into(), "green".into()));
+        assert!(rule.matches(&r));
+        r.method = "POST".into();
+        assert!(!rule.matches(&r), "GET and /headers are AND-ed");
+        r.path = "/admin/users".into();
+        assert!(rule.matches(&r), "second to entry is OR-ed");
+    }
+
+    #[test]
+    fn not_fields_exclude() {
+        let rule = Rule {
+            to: vec![vec![paths(&["/api/*"], false), paths(&["/api/health"], true)]],
+            ..Default::default()
+        };
+        assert!(rule.matches(&request("GET", "/api/users")));
+        assert!(!rule.matches(&request("GET", "/api/health")));
+    }
+
+    #[test]
+    fn empty_rule_matches_everything_and_no_rules_match_nothing() {
+        assert!(Rule::default().matches(&request("GET", "/x")));
+        assert!(!policy("none", vec![]).matches(&request("GET", "/x")));
+    }
+
+    #[test]
+    fn deny_wins_over_allow_and_allow_needs_a_match() {
+        let policies = Policies {
+            deny: vec![policy("no-admin", vec![Rule { to: vec![vec![paths(&["/admin"], false)]], ..Default::default() }])],
+            allow: vec![policy("get-only", vec![Rule { to: vec![vec![text(Attribute::Method, &["GET"], false)]], ..Default::default() }])],
+            ..Default::default()
+        };
+        assert_eq!(policies.evaluate_local(&request("GET", "/admin")), LocalDecision::Denied { policy: "no-admin" });
+        assert_eq!(policies.evaluate_local(&request("GET", "/ip")), LocalDecision::Allow);
+        assert_eq!(policies.evaluate_local(&request("POST", "/ip")), LocalDecision::NoAllowMatch);
+        assert_eq!(Policies::default().evaluate_local(&request("POST", "/ip")), LocalDecision::Allow);
+    }
+
+    #[test]
+    fn absent_attributes_fail_values_and_pass_not_values() {
+        let r = request("GET", "/");
+        assert!(!text(Attribute::RequestPrincipal, &["*"], false).matches(&r));
+        assert!(text(Attribute::RequestPrincipal, &["*"], true).matches(&r));
+        assert!(!text(Attribute::Header("x-missing".into()), &["*"], false).matches(&r));
+        assert!(text(Attribute::PeerPrincipal, &["cluster.local/*"], true).matches(&r));
+    }
+
+    #[test]
+    fn repeated_headers_are_joined_with_commas() {
+        let mut r = request("GET", "/");
+        r.headers.push(("x-a".into(), "1".into()));
+        r.headers.push(("x-a".into(), "2".into()));
+        assert_eq!(r.header("x-a").as_deref(), Some("1,2"));
+        assert!(text(Attribute::Header("x-a".into()), &["1,2"], false).matches(&r));
+        r.set_header("x-a", Some("3"));
+        assert_eq!(r.header("x-a").as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn identity_attributes() {
+        let mut r = request("GET", "/");
+        r.peer_principal = Some("cluster.local/ns/foo/sa/bar".into());
+        r.source_ip = Some("10.0.0.5".parse().unwrap());
+        r.destination_port = Some(8000);
+        assert!(text(Attribute::Namespace, &["foo"], false).matches(&r));
+        assert!(text(Attribute::PeerPrincipal, &["*/sa/bar"], false).matches(&r));
+        let ip = Constraint { attribute: Attribute::SourceIp, values: vec![ValueMatch::Ip(Cidr::parse("10.0.0.0/8").unwrap())], negated: false };
+        assert!(ip.matches(&r));
+        let port = Constraint { attribute: Attribute::DestinationPort, values: vec![ValueMatch::Port(8000)], negated: true };
+        assert!(!port.matches(&r));
+    }
+
+    #[test]
+    fn claims_are_matched_by_nested_path_and_list_items() {
+        let mut r = request("GET", "/");
+        r.auth = Some(AuthInfo {
+            principal: "iss/sub".into(),
+            audiences: vec!["a".into(), "b".into()],
+            presenter: None,
+            claims: serde_json::json!({"groups": ["dev", "ops"], "org": {"team": "blue"}, "level": 3}),
+        });
+        assert!(text(Attribute::AuthClaim(vec!["groups".into()]), &["ops"], false).matches(&r));
+        assert!(text(Attribute::AuthClaim(vec!["org".into(), "team".into()]), &["blue"], false).matches(&r));
+        assert!(text(Attribute::AuthClaim(vec!["level".into()]), &["3"], false).matches(&r));
+        assert!(text(Attribute::AuthAudiences, &["b"], false).matches(&r));
+        assert!(text(Attribute::RequestPrincipal, &["iss/*"], false).matches(&r));
+    }
+}

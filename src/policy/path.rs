@@ -1,0 +1,231 @@
+//! Request path normalization, as Istio's `meshConfig.pathNormalization` asks Envoy to do it
+//! before any filter sees the path: `NONE`, `BASE` (RFC 3986: decode unreserved escapes, resolve
+//! dot segments, `\` to `/`), `MERGE_SLASHES`, `DECODE_AND_MERGE_SLASHES` (also `%2F`, `%5C`).
+
+/// Istio's `ProxyConfig`/`MeshConfig` path normalization setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathNormalization {
+    None,
+    #[default]
+    Base,
+    MergeSlashes,
+    DecodeAndMergeSlashes,
+}
+
+impl PathNormalization {
+    pub fn parse(text: &str) -> Result<PathNormalization, String> {
+        match text {
+            "NONE" => Ok(PathNormalization::None),
+            "BASE" | "DEFAULT" => Ok(PathNormalization::Base),
+            "MERGE_SLASHES" => Ok(PathNormalization::MergeSlashes),
+            "DECODE_AND_MERGE_SLASHES" => Ok(PathNormalization::DecodeAndMergeSlashes),
+            other => Err(format!(
+                "unknown value {other:?} (NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES)"
+            )),
+        }
+    }
+}
+
+/// A request target split for matching: the normalized path and the untouched query (with its `?`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedPath {
+    pub path: String,
+    pub query: String,
+}
+
+impl NormalizedPath {
+    /// The path to forward: normalized path followed by the original query.
+    pub fn to_request_path(&self) -> String {
+        let mut out = String::with_capacity(self.path.len() + self.query.len());
+        out.push_str(&self.path);
+        out.push_str(&self.query);
+        out
+    }
+}
+
+/// Splits off the query and fragment, then normalizes the path as `mode` says.
+pub fn normalize(request_path: &str, mode: PathNormalization) -> NormalizedPath {
+    let without_fragment = request_path.split('#').next().unwrap_or("");
+    let (path, query) = match without_fragment.find('?') {
+        Some(i) => without_fragment.split_at(i),
+        None => (without_fragment, ""),
+    };
+    let path = match mode {
+        PathNormalization::None => path.to_string(),
+        _ if !path.starts_with('/') && !path.starts_with('\\') => path.to_string(),
+        PathNormalization::Base => canonical(path),
+        PathNormalization::MergeSlashes => merge_slashes(&canonical(path)),
+        PathNormalization::DecodeAndMergeSlashes => merge_slashes(&canonical(&unescape_slashes(path))),
+    };
+    NormalizedPath { path, query: query.to_string() }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// `%2F` / `%5C` in either case become `/` / `\` (Envoy's UNESCAPE_AND_FORWARD).
+fn unescape_slashes(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let pair = [bytes[i + 1].to_ascii_uppercase(), bytes[i + 2].to_ascii_uppercase()];
+            if pair == *b"2F" {
+                out.push(b'/');
+                i += 3;
+                continue;
+            }
+            if pair == *b"5C" {
+                out.push(b'\\');
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// RFC 3986 section 6 normalization as Envoy's `normalize_path` does it: backslashes become
+/// slashes, escapes of unreserved characters are decoded, other escapes upper-cased, and
+/// dot segments (also when escaped, `%2e`) are removed. Repeated slashes are kept.
+fn canonical(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
+                let value = hi * 16 + lo;
+                if is_unreserved(value) {
+                    decoded.push(value);
+                } else {
+                    decoded.push(b'%');
+                    decoded.push(bytes[i + 1].to_ascii_uppercase());
+                    decoded.push(bytes[i + 2].to_ascii_uppercase());
+                }
+                i += 3;
+                continue;
+            }
+        }
+        decoded.push(if b == b'\\' { b'/' } else { b });
+        i += 1;
+    }
+    remove_dot_segments(&String::from_utf8_lossy(&decoded))
+}
+
+/// RFC 3986 section 5.2.4 on an absolute path; the result always starts with `/`.
+fn remove_dot_segments(path: &str) -> String {
+    let mut output: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => trailing_slash = i == last,
+            ".." => {
+                output.pop();
+                trailing_slash = i == last;
+            }
+            s => {
+                output.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for segment in &output {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut previous_slash = false;
+    for c in path.chars() {
+        if c == '/' && previous_slash {
+            continue;
+        }
+        previous_slash = c == '/';
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PathNormalization::*;
+
+    fn path(raw: &str, mode: PathNormalization) -> String {
+        normalize(raw, mode).path
+    }
+
+    #[test]
+    fn query_and_fragment_are_not_part_of_the_path() {
+        let n = normalize("/headers?x=1#frag", Base);
+        assert_eq!(n.path, "/headers");
+        assert_eq!(n.query, "?x=1");
+        assert_eq!(n.to_request_path(), "/headers?x=1");
+        assert_eq!(path("/headers#x?y", None), "/headers");
+    }
+
+    #[test]
+    fn base_normalization_table() {
+        let cases = [
+            ("/headers", "/headers"),
+            ("/headers/../headers", "/headers"),
+            ("/a/b/../../headers", "/headers"),
+            ("/../../headers", "/headers"),
+            ("/./headers", "/headers"),
+            ("/headers/.", "/headers/"),
+            ("/headers/..", "/"),
+            ("/%68eaders", "/headers"),
+            ("/%2e%2e/headers", "/headers"),
+            ("/a/%2E%2E/headers", "/headers"),
+            ("/a%2fb", "/a%2Fb"),
+            ("/a%2Fb/..", "/"),
+            ("//headers", "//headers"),
+            ("\\headers", "/headers"),
+            ("/Headers", "/Headers"),
+            ("/a;b=c", "/a;b=c"),
+            ("/%zz", "/%zz"),
+            ("/%", "/%"),
+            ("/", "/"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(path(raw, Base), want, "BASE {raw}");
+        }
+    }
+
+    #[test]
+    fn merge_and_decode_modes() {
+        assert_eq!(path("//headers", MergeSlashes), "/headers");
+        assert_eq!(path("/a//b///c", MergeSlashes), "/a/b/c");
+        assert_eq!(path("/a%2Fb", MergeSlashes), "/a%2Fb");
+        assert_eq!(path("/a%2fb", DecodeAndMergeSlashes), "/a/b");
+        assert_eq!(path("/admin%2F..%2Fheaders", DecodeAndMergeSlashes), "/headers");
+        assert_eq!(path("/a%5cb", DecodeAndMergeSlashes), "/a/b");
+        assert_eq!(path("//headers/../x", None), "//headers/../x");
+    }
+
+    #[test]
+    fn names_parse_like_istio() {
+        assert_eq!(PathNormalization::parse("BASE"), Ok(Base));
+        assert_eq!(PathNormalization::parse("DEFAULT"), Ok(Base));
+        assert!(PathNormalization::parse("base").is_err());
+    }
+}
