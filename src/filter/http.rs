@@ -102,6 +102,7 @@ impl AuthzRequest {
                 if !body.allow_partial_message && declared.is_some_and(|len| len > u64::from(body.max_request_bytes)) {
                     return action(self.reply_too_large(host));
                 }
+                log::debug!("#{} waiting for the request body", self.context_id);
                 self.state = State::Buffering;
                 return Action::Pause;
             }
@@ -111,6 +112,7 @@ impl AuthzRequest {
     }
 
     pub fn on_request_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Action {
+        log::debug!("#{} request body: {body_size} bytes buffered, end of stream {end_of_stream}", self.context_id);
         if self.state != State::Buffering {
             return match self.state {
                 State::Calling { .. } => Action::Pause,

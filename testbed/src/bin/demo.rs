@@ -1,0 +1,118 @@
+//! The demo: the filter in a real Envoy with the sample authorization service and an echo
+//! upstream on loopback, replaying the ASM tutorial's three requests. `--keep` leaves it running.
+
+use std::collections::HashMap;
+use std::fs;
+use std::process::ExitCode;
+
+use testbed::envoy::{render, repo_root, wasm_path, Envoy};
+use testbed::http::{Call, Response};
+use testbed::services;
+
+struct Case {
+    title: &'static str,
+    curl: &'static str,
+    call: Call,
+    check: fn(&Response) -> bool,
+}
+
+fn show(response: &Response, headers: &[&str]) {
+    println!("  -> HTTP {}", response.status);
+    for name in headers {
+        for value in response.get_all(name) {
+            println!("     {name}: {value}");
+        }
+    }
+    let body = response.text();
+    let shown: String = body.lines().take(12).collect::<Vec<_>>().join("\n     ");
+    if !shown.is_empty() {
+        println!("     {shown}");
+    }
+}
+
+fn main() -> ExitCode {
+    let keep = std::env::args().any(|a| a == "--keep");
+    let wasm = match wasm_path() {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (authz_server, _authz) = services::start_ext_authz().expect("start the sample ext-authz service");
+    let (echo_server, _echo) = services::start_echo().expect("start the echo upstream");
+    let template = fs::read_to_string(repo_root().join("envoy/demo.yaml")).expect("read envoy/demo.yaml");
+    let vars = HashMap::from([
+        ("WASM", wasm.display().to_string()),
+        ("AUTHZ_PORT", authz_server.port().to_string()),
+        ("UPSTREAM_PORT", echo_server.port().to_string()),
+        ("LISTENER_PORT", if keep { "10000".to_string() } else { "0".to_string() }),
+    ]);
+    let config = render(&template, &vars).expect("render envoy/demo.yaml");
+    let envoy = match Envoy::start(&config) {
+        Ok(envoy) => envoy,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let port = envoy.port("ingress");
+    println!("Envoy with inline-authz on 127.0.0.1:{port} (sample ext-authz on :{}, echo upstream on :{})\n", authz_server.port(), echo_server.port());
+
+    let cases = [
+        Case {
+            title: "Test 1: /ip is not protected by the policy",
+            curl: "curl http://127.0.0.1:PORT/ip",
+            call: Call::get("/ip").header("host", "httpbin.default:8000"),
+            check: |r| r.status == 200,
+        },
+        Case {
+            title: "Test 2: /headers with x-ext-authz: deny",
+            curl: "curl -i http://127.0.0.1:PORT/headers -H 'x-ext-authz: deny'",
+            call: Call::get("/headers").header("host", "httpbin.default:8000").header("x-ext-authz", "deny"),
+            check: |r| r.status == 403 && r.get("x-ext-authz-check-result") == Some("denied") && r.text() == services::DENY_BODY,
+        },
+        Case {
+            title: "Test 3: /headers with x-ext-authz: allow",
+            curl: "curl http://127.0.0.1:PORT/headers -H 'x-ext-authz: allow'",
+            call: Call::get("/headers").header("host", "httpbin.default:8000").header("x-ext-authz", "allow"),
+            check: |r| r.status == 200 && r.json()["headers"]["X-Ext-Authz-Check-Result"] == "allowed",
+        },
+    ];
+    let mut failed = 0;
+    for case in &cases {
+        println!("{}\n  $ {}", case.title, case.curl.replace("PORT", &port.to_string()));
+        match case.call.send(port) {
+            Ok(response) => {
+                show(&response, &["x-ext-authz-check-result"]);
+                let ok = (case.check)(&response);
+                println!("  {}\n", if ok { "as expected" } else { "NOT AS EXPECTED" });
+                failed += usize::from(!ok);
+            }
+            Err(e) => {
+                println!("  request failed: {e}\n");
+                failed += 1;
+            }
+        }
+    }
+    let stats = envoy.stats("inline_authz");
+    let mut names: Vec<_> = stats.iter().filter(|(_, v)| **v > 0).collect();
+    names.sort();
+    println!("Envoy stats:");
+    for (name, value) in names {
+        println!("  {name}: {value}");
+    }
+    if keep {
+        println!("\nRunning until Ctrl-C; try the curl commands above.");
+        loop {
+            std::thread::park();
+        }
+    }
+    if failed == 0 {
+        println!("\nAll three results match the tutorial.");
+        ExitCode::SUCCESS
+    } else {
+        println!("\n{failed} result(s) differ from the tutorial.");
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,86 @@
+//! Side-by-side observation: the same request through the filter and through Envoy's native
+//! filter, reduced to what must be equal (status, headers to the client, body, what the
+//! authorization service and the upstream received), with volatile values taken out.
+
+use crate::http::{Call, Request};
+use crate::scenario::{marker, Bed};
+
+/// Headers whose values change on every request.
+const VOLATILE: [&str; 5] = ["date", "x-request-id", "x-envoy-upstream-service-time", "server", "connection"];
+
+/// Everything observable about one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub status: u16,
+    /// Lowercase, sorted, volatile ones dropped.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// What the authorization service received: method, target, sorted headers, body.
+    pub authz: Vec<(String, String, Vec<(String, String)>, String)>,
+    /// Headers the upstream received, if the request got there.
+    pub upstream: Option<Vec<(String, String)>>,
+}
+
+impl Observed {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+fn tidy(headers: &[(String, String)], mark: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.replace(mark, "MARK")))
+        .filter(|(n, _)| !VOLATILE.contains(&n.as_str()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn tidy_body(body: &str, mark: &str) -> String {
+    let body = body.replace(mark, "MARK");
+    match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(mut json) => {
+            if let Some(headers) = json.get_mut("headers").and_then(|h| h.as_object_mut()) {
+                headers.remove("X-Request-Id");
+            }
+            json.to_string()
+        }
+        Err(_) => body,
+    }
+}
+
+fn seen(request: &Request, mark: &str) -> (String, String, Vec<(String, String)>, String) {
+    (
+        request.method.clone(),
+        request.target.replace(mark, "MARK"),
+        tidy(&request.headers, mark),
+        String::from_utf8_lossy(&request.body).replace(mark, "MARK"),
+    )
+}
+
+/// Sends `make(marker)` to the listener and gathers what happened.
+pub fn observe(bed: &Bed, listener: &str, make: &dyn Fn(&str) -> Call) -> Observed {
+    let mark = marker(listener);
+    let call = make(&mark);
+    let response = call
+        .send(bed.port(listener))
+        .unwrap_or_else(|e| panic!("{listener}: {e}\n{}", bed.envoy.log_tail(30)));
+    let authz = bed.authz.with(&mark).iter().map(|r| seen(r, &mark)).collect();
+    let upstream = bed.upstream.with(&mark).first().map(|r| tidy(&r.headers, &mark));
+    Observed {
+        status: response.status,
+        headers: tidy(&response.headers, &mark),
+        body: tidy_body(&response.text(), &mark),
+        authz,
+        upstream,
+    }
+}
+
+/// The same request through two listeners; panics with both sides when they differ.
+pub fn same(bed: &Bed, filter: &str, native: &str, make: &dyn Fn(&str) -> Call) -> Observed {
+    let ours = observe(bed, filter, make);
+    let theirs = observe(bed, native, make);
+    assert_eq!(ours, theirs, "\n{filter} (left) and {native} (right) differ");
+    ours
+}

@@ -1,0 +1,253 @@
+//! Starts a real Envoy for tests and the demo: a config rendered from a template under `envoy/`,
+//! an ephemeral admin port, readiness polled on `/ready`, listener ports read from `/listeners`,
+//! the process stopped on drop (and killed with its parent, should the test binary die).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{LazyLock, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The repository root (the parent of `testbed/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The filter as built by `cargo wasm`, or `INLINE_AUTHZ_WASM`. Refuses a missing or stale file
+/// so a test never runs an old filter.
+pub fn wasm_path() -> Result<PathBuf, String> {
+    if let Ok(path) = std::env::var("INLINE_AUTHZ_WASM") {
+        return Ok(PathBuf::from(path));
+    }
+    let root = repo_root();
+    let wasm = root.join("target/wasm32-wasip1/release/inline_authz.wasm");
+    let built = fs::metadata(&wasm)
+        .and_then(|m| m.modified())
+        .map_err(|_| format!("{} is missing: run `cargo wasm` first (scripts/test does)", wasm.display()))?;
+    if let Some(newest) = newest_source(&root.join("src")) {
+        if newest > built {
+            return Err(format!("{} is older than src/: run `cargo wasm` again", wasm.display()));
+        }
+    }
+    Ok(wasm)
+}
+
+fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(time);
+    }
+    newest
+}
+
+/// `envoy` on PATH, or `ENVOY_BIN`.
+pub fn envoy_binary() -> String {
+    std::env::var("ENVOY_BIN").unwrap_or_else(|_| "envoy".to_string())
+}
+
+/// Replaces `${NAME}` placeholders; an unknown placeholder is an error.
+pub fn render(template: &str, vars: &HashMap<&str, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').ok_or("unterminated ${")? + start;
+        let name = &rest[start + 2..end];
+        out.push_str(vars.get(name).ok_or_else(|| format!("no value for ${{{name}}}"))?);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Children are spawned from one thread that lives as long as the process, so that
+/// `PR_SET_PDEATHSIG` kills them when the test binary exits, however it exits.
+static SPAWNER: LazyLock<Mutex<Sender<(Command, Sender<io::Result<Child>>)>>> = LazyLock::new(|| {
+    let (tx, rx) = channel::<(Command, Sender<io::Result<Child>>)>();
+    thread::spawn(move || {
+        for (mut command, reply) in rx {
+            let _ = reply.send(command.spawn());
+        }
+    });
+    Mutex::new(tx)
+});
+
+fn spawn_tied_to_us(mut command: Command) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let (tx, rx) = channel();
+    SPAWNER
+        .lock()
+        .map_err(|_| io::Error::other("spawner poisoned"))?
+        .send((command, tx))
+        .map_err(|_| io::Error::other("spawner gone"))?;
+    rx.recv().map_err(|_| io::Error::other("spawner gone"))?
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A running Envoy.
+pub struct Envoy {
+    child: Child,
+    pub dir: PathBuf,
+    pub admin_port: u16,
+    listeners: HashMap<String, u16>,
+}
+
+impl Envoy {
+    /// Starts Envoy with this config and waits until it is ready.
+    pub fn start(config: &str) -> Result<Envoy, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "inline-authz-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let config_path = dir.join("envoy.yaml");
+        fs::write(&config_path, config).map_err(|e| e.to_string())?;
+        let admin_file = dir.join("admin-address");
+        let log_file = dir.join("envoy.log");
+        let mut command = Command::new(envoy_binary());
+        command
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", "1", "--use-dynamic-base-id", "-l", "info", "--component-log-level", "wasm:debug"])
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .arg("--log-path")
+            .arg(&log_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = spawn_tied_to_us(command).map_err(|e| format!("cannot start {}: {e}", envoy_binary()))?;
+        let mut envoy = Envoy { child, dir, admin_port: 0, listeners: HashMap::new() };
+        envoy.wait_ready().map_err(|e| format!("{e}\n--- envoy log tail ---\n{}", envoy.log_tail(40)))?;
+        Ok(envoy)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let admin_file = self.dir.join("admin-address");
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("envoy exited with {status}"));
+            }
+            if self.admin_port == 0 {
+                if let Ok(text) = fs::read_to_string(&admin_file) {
+                    self.admin_port = text.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                }
+            }
+            if self.admin_port != 0 && self.admin("/ready").is_ok_and(|r| r.starts_with("LIVE")) {
+                self.listeners = self.read_listeners()?;
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Err("envoy did not become ready within 60 s".into())
+    }
+
+    /// GET on the admin interface; the body as text.
+    pub fn admin(&self, path: &str) -> io::Result<String> {
+        let response = crate::http::Call::get(path).send(self.admin_port)?;
+        if response.status != 200 {
+            return Err(io::Error::other(format!("admin {path}: HTTP {}", response.status)));
+        }
+        Ok(response.text())
+    }
+
+    fn read_listeners(&self) -> Result<HashMap<String, u16>, String> {
+        let text = self.admin("/listeners?format=json").map_err(|e| e.to_string())?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let mut out = HashMap::new();
+        for status in json["listener_statuses"].as_array().into_iter().flatten() {
+            let name = status["name"].as_str().unwrap_or_default().to_string();
+            let port = status["local_address"]["socket_address"]["port_value"].as_u64().unwrap_or(0);
+            out.insert(name, port as u16);
+        }
+        Ok(out)
+    }
+
+    /// The port Envoy bound for the named listener.
+    pub fn port(&self, listener: &str) -> u16 {
+        match self.listeners.get(listener) {
+            Some(port) => *port,
+            None => panic!("no listener named {listener:?}; have {:?}", self.listeners.keys()),
+        }
+    }
+
+    /// Counter and gauge values whose names contain `filter`.
+    pub fn stats(&self, filter: &str) -> HashMap<String, u64> {
+        let text = self.admin(&format!("/stats?filter={filter}")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(n, v)| v.trim().parse().ok().map(|v| (n.to_string(), v)))
+            .collect()
+    }
+
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats(name).get(name).copied().unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs `envoy --mode validate` on a config; Ok when Envoy accepts it, else its output.
+pub fn validate(config: &str) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("inline-authz-validate-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join("envoy.yaml");
+    fs::write(&path, config).map_err(|e| e.to_string())?;
+    let output = Command::new(envoy_binary())
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(&path)
+        .args(["-l", "info", "--use-dynamic-base-id"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let _ = fs::remove_dir_all(&dir);
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    }
+}

@@ -1,0 +1,8 @@
+//! Host-side test bed for inline-authz: the sample services, a raw HTTP client, the Envoy
+//! launcher and the scenario builder shared by the end-to-end tests and the demo.
+
+pub mod compare;
+pub mod envoy;
+pub mod http;
+pub mod scenario;
+pub mod services;

@@ -1,0 +1,139 @@
+//! Builds one Envoy with many listeners from the templates in `envoy/`: each listener is one
+//! scenario (the filter with a plugin configuration, or native ext_authz for comparison), so a
+//! test binary starts Envoy once and every test talks to its own listener.
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::TcpListener;
+
+use crate::envoy::{render, repo_root, wasm_path, Envoy};
+use crate::http::Server;
+use crate::services::{self, Recorder};
+
+/// A listener to add to the generated Envoy config.
+pub enum Listener {
+    /// The filter with this plugin configuration (JSON).
+    Wasm { name: String, config: String },
+    /// Native `ext_authz` with this typed_config (JSON), enabled on one path / prefix only.
+    Native { name: String, ext_authz: String, protected_path: String, protected_prefix: String },
+}
+
+impl Listener {
+    pub fn wasm(name: &str, config: &str) -> Listener {
+        Listener::Wasm { name: name.into(), config: config.into() }
+    }
+
+    /// A plugin configuration kept under `envoy/scenarios/<file>`.
+    pub fn wasm_file(name: &str, file: &str) -> Listener {
+        let path = repo_root().join("envoy/scenarios").join(file);
+        let config = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Listener::wasm(name, &config)
+    }
+
+    pub fn native(name: &str, ext_authz: &str, protected_path: &str) -> Listener {
+        Listener::Native {
+            name: name.into(),
+            ext_authz: ext_authz.into(),
+            protected_path: protected_path.into(),
+            // A prefix no request uses: only the exact path is protected.
+            protected_prefix: "/__never__".into(),
+        }
+    }
+
+    pub fn native_everywhere(name: &str, ext_authz: &str) -> Listener {
+        Listener::Native {
+            name: name.into(),
+            ext_authz: ext_authz.into(),
+            protected_path: "/__never__".into(),
+            protected_prefix: "/".into(),
+        }
+    }
+}
+
+/// The services and the Envoy of one test binary.
+pub struct Bed {
+    pub envoy: Envoy,
+    pub authz: Recorder,
+    pub upstream: Recorder,
+    _servers: (Server, Server),
+}
+
+/// One-line JSON, as YAML single-quoted text.
+fn yaml_quote(json: &str) -> String {
+    let compact: String = match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(value) => value.to_string(),
+        Err(_) => json.split_whitespace().collect::<Vec<_>>().join(" "),
+    };
+    compact.replace('\'', "''")
+}
+
+fn template(name: &str) -> String {
+    let path = repo_root().join("envoy").join(name);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A loopback port nothing listens on.
+pub fn dead_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9)
+}
+
+/// Renders the whole Envoy config for these listeners and ports.
+pub fn render_config(listeners: &[Listener], authz_port: u16, upstream_port: u16, envoy_normalize: bool) -> Result<String, String> {
+    let wasm = wasm_path()?;
+    let mut rendered = String::new();
+    for listener in listeners {
+        let mut vars: HashMap<&str, String> = HashMap::new();
+        vars.insert("ENVOY_NORMALIZE_PATH", envoy_normalize.to_string());
+        let text = match listener {
+            Listener::Wasm { name, config } => {
+                vars.insert("NAME", name.clone());
+                vars.insert("PLUGIN_CONFIG", yaml_quote(config));
+                vars.insert("WASM", wasm.display().to_string());
+                render(&template("listener-wasm.yaml"), &vars)?
+            }
+            Listener::Native { name, ext_authz, protected_path, protected_prefix } => {
+                vars.insert("NAME", name.clone());
+                vars.insert("EXT_AUTHZ", ext_authz.split_whitespace().collect::<Vec<_>>().join(" "));
+                vars.insert("PROTECTED_PATH", protected_path.clone());
+                vars.insert("PROTECTED_PREFIX", protected_prefix.clone());
+                render(&template("listener-native.yaml"), &vars)?
+            }
+        };
+        rendered.push_str(&text);
+    }
+    let mut vars: HashMap<&str, String> = HashMap::new();
+    vars.insert("LISTENERS", rendered.trim_end().to_string());
+    vars.insert("AUTHZ_PORT", authz_port.to_string());
+    vars.insert("UPSTREAM_PORT", upstream_port.to_string());
+    vars.insert("DEAD_PORT", dead_port().to_string());
+    render(&template("base.yaml"), &vars)
+}
+
+impl Bed {
+    /// Starts the sample services and one Envoy with these listeners.
+    pub fn start(listeners: &[Listener]) -> Bed {
+        Bed::start_with(listeners, false)
+    }
+
+    /// As `start`, with Envoy's own `normalize_path` on or off.
+    pub fn start_with(listeners: &[Listener], envoy_normalize: bool) -> Bed {
+        let (authz_server, authz) = services::start_ext_authz().unwrap_or_else(|e| panic!("authz service: {e}"));
+        let (echo_server, upstream) = services::start_echo().unwrap_or_else(|e| panic!("echo upstream: {e}"));
+        let config = render_config(listeners, authz_server.port(), echo_server.port(), envoy_normalize)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let envoy = Envoy::start(&config).unwrap_or_else(|e| panic!("{e}"));
+        Bed { envoy, authz, upstream, _servers: (authz_server, echo_server) }
+    }
+
+    pub fn port(&self, listener: &str) -> u16 {
+        self.envoy.port(listener)
+    }
+}
+
+/// A marker unique to one request, to find it in the services' records. Always the same length,
+/// so that bodies echoing it compare equal in length across listeners.
+pub fn marker(_tag: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("mark={:08}{:08}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}

@@ -1,0 +1,180 @@
+//! The sample services around the filter: an authorization service that behaves like Istio's
+//! sample `ext-authz` (HTTP side), and an echo upstream that answers like httpbin's `/headers`,
+//! `/ip` and `/anything`. Both record what they received.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::http::{Handler, Reply, Request, Response, Server};
+
+pub const CHECK_HEADER: &str = "x-ext-authz";
+pub const ALLOWED_VALUE: &str = "allow";
+pub const RESULT_HEADER: &str = "x-ext-authz-check-result";
+pub const RECEIVED_HEADER: &str = "x-ext-authz-check-received";
+pub const OVERRIDE_HEADER: &str = "x-ext-authz-additional-header-override";
+pub const DENY_BODY: &str = "denied by ext_authz for not found header `x-ext-authz: allow` in the request";
+
+/// Requests a service received, for assertions.
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<Request>>>);
+
+impl Recorder {
+    fn push(&self, request: &Request) {
+        if let Ok(mut all) = self.0.lock() {
+            all.push(request.clone());
+        }
+    }
+
+    pub fn all(&self) -> Vec<Request> {
+        self.0.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// The requests whose target contains `marker` (tests tag requests with a unique query).
+    pub fn with(&self, marker: &str) -> Vec<Request> {
+        self.all().into_iter().filter(|r| r.target.contains(marker)).collect()
+    }
+}
+
+/// Go's `%v` of an `http.Header`: `map[Name:[value] ...]`, names canonical and sorted.
+fn go_header_map(request: &Request) -> String {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &request.headers {
+        map.entry(canonical(name)).or_default().push(value.clone());
+    }
+    let entries: Vec<String> = map.iter().map(|(n, v)| format!("{n}:[{}]", v.join(" "))).collect();
+    format!("map[{}]", entries.join(" "))
+}
+
+/// `x-ext-authz` → `X-Ext-Authz`, as Go and httpbin print header names.
+pub fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The decision of Istio's sample `ext-authz` service (`samples/extauthz`), HTTP side.
+pub fn sample_decision(request: &Request) -> Response {
+    let host = request.header("host").unwrap_or("");
+    let body = String::from_utf8_lossy(&request.body);
+    let received = format!(
+        "{} {}{}, headers: {}, body: [{}]",
+        request.method,
+        host,
+        request.target,
+        go_header_map(request),
+        body
+    );
+    let override_value = request.header(OVERRIDE_HEADER).unwrap_or("").to_string();
+    if request.header(CHECK_HEADER) == Some(ALLOWED_VALUE) {
+        Response::new(200)
+            .header(RESULT_HEADER, "allowed")
+            .header(OVERRIDE_HEADER, &override_value)
+            .header(RECEIVED_HEADER, &received)
+    } else {
+        Response::new(403)
+            .header(RESULT_HEADER, "denied")
+            .header(OVERRIDE_HEADER, &override_value)
+            .header(RECEIVED_HEADER, &received)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(DENY_BODY)
+    }
+}
+
+/// Faults selected by the check path, so one service can play every failure:
+/// `/_status/<code>/…`, `/_sleep/<ms>/…`, `/_close/…`, `/_garbage/…`, `/_set/…` (allow, with the
+/// headers named in the `x-answer-*` request headers copied into the answer).
+fn fault(request: &Request) -> Option<Reply> {
+    let mut segments = request.target.trim_start_matches('/').split('/');
+    match segments.next()? {
+        "_status" => {
+            let code: u16 = segments.next()?.parse().ok()?;
+            Some(Reply::Respond(
+                Response::new(code)
+                    .header("x-fault", &code.to_string())
+                    .header("content-type", "text/plain")
+                    .body(format!("fault {code}")),
+            ))
+        }
+        "_sleep" => {
+            let ms: u64 = segments.next()?.parse().ok()?;
+            Some(Reply::After(Duration::from_millis(ms), sample_decision(request)))
+        }
+        "_close" => Some(Reply::Close),
+        "_garbage" => Some(Reply::Raw(b"HTTP/1.1 banana\r\n\r\n".to_vec())),
+        "_answer" => {
+            // Answer with the status in x-answer-status and every x-answer-set-<name> header as <name>.
+            let status = request.header("x-answer-status").and_then(|s| s.parse().ok()).unwrap_or(200);
+            let mut response = Response::new(status);
+            for (name, value) in &request.headers {
+                if let Some(real) = name.to_ascii_lowercase().strip_prefix("x-answer-set-") {
+                    response = response.header(real, value);
+                }
+            }
+            if let Some(body) = request.header("x-answer-body") {
+                response = response.body(body.to_string());
+            }
+            Some(Reply::Respond(response))
+        }
+        _ => None,
+    }
+}
+
+/// Starts the sample authorization service on an ephemeral loopback port.
+pub fn start_ext_authz() -> std::io::Result<(Server, Recorder)> {
+    let recorder = Recorder::default();
+    let seen = recorder.clone();
+    let handler: Handler = Arc::new(move |request: &Request| {
+        seen.push(request);
+        fault(request).unwrap_or_else(|| Reply::Respond(sample_decision(request)))
+    });
+    Ok((Server::start(handler)?, recorder))
+}
+
+/// httpbin-like answers: `/headers`, `/ip`, everything else as `/anything`.
+pub fn echo(request: &Request) -> Response {
+    let mut headers = Map::new();
+    for (name, value) in &request.headers {
+        let key = canonical(name);
+        let joined = match headers.get(&key).and_then(Value::as_str) {
+            Some(existing) => format!("{existing},{value}"),
+            None => value.clone(),
+        };
+        headers.insert(key, Value::String(joined));
+    }
+    let origin = request.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+    let body = match request.path() {
+        "/headers" => json!({ "headers": headers }),
+        "/ip" => json!({ "origin": origin }),
+        _ => json!({
+            "method": request.method,
+            "url": request.target,
+            "headers": headers,
+            "data": String::from_utf8_lossy(&request.body),
+            "origin": origin,
+        }),
+    };
+    Response::new(200)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec_pretty(&body).unwrap_or_default())
+}
+
+/// Starts the echo upstream on an ephemeral loopback port.
+pub fn start_echo() -> std::io::Result<(Server, Recorder)> {
+    let recorder = Recorder::default();
+    let seen = recorder.clone();
+    let handler: Handler = Arc::new(move |request: &Request| {
+        seen.push(request);
+        Reply::Respond(echo(request))
+    });
+    Ok((Server::start(handler)?, recorder))
+}
