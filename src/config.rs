@@ -7,9 +7,14 @@ mod raw;
 use std::fmt;
 
 pub use duration::parse_duration;
-use raw::{NumberOrString, RawConfig, RawExtAuthzHttp, RawPolicy, RawRule, RawSource, RawOperation, RawCondition};
+use raw::{
+    NumberOrString, RawCondition, RawConfig, RawExtAuthzHttp, RawOperation, RawPolicy, RawRule,
+    RawSource,
+};
 
-use crate::ext_authz::{BodyOptions, HeaderValueTemplate, Provider, DEFAULT_STATUS_ON_ERROR, DEFAULT_TIMEOUT};
+use crate::ext_authz::{
+    BodyOptions, HeaderValueTemplate, Provider, DEFAULT_STATUS_ON_ERROR, DEFAULT_TIMEOUT,
+};
 use crate::policy::matcher::{Cidr, HeaderNames, HostMatch, PathMatch, StringMatch};
 use crate::policy::path::PathNormalization;
 use crate::policy::{Attribute, Constraint, Policies, Policy, Rule, ValueMatch};
@@ -23,7 +28,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError { path: path.into(), message: message.into() }
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -62,7 +70,11 @@ pub struct Config {
 impl Config {
     /// Parses the plugin configuration (JSON). An empty configuration is `{}`.
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
-        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            bytes
+        };
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let raw: RawConfig = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let message = e.inner().to_string();
@@ -83,7 +95,9 @@ impl Config {
 fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let path_normalization = match &raw.path_normalization {
         None => PathNormalization::default(),
-        Some(text) => PathNormalization::parse(text).map_err(|m| ConfigError::new("pathNormalization", m))?,
+        Some(text) => {
+            PathNormalization::parse(text).map_err(|m| ConfigError::new("pathNormalization", m))?
+        }
     };
 
     let mut providers = Vec::with_capacity(raw.extension_providers.len());
@@ -93,12 +107,22 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             return Err(ConfigError::new(format!("{at}.name"), "must not be empty"));
         }
         if providers.iter().any(|q: &Provider| q.name == p.name) {
-            return Err(ConfigError::new(format!("{at}.name"), format!("duplicate provider name {:?}", p.name)));
+            return Err(ConfigError::new(
+                format!("{at}.name"),
+                format!("duplicate provider name {:?}", p.name),
+            ));
         }
         let Some(http) = &p.envoy_ext_authz_http else {
-            return Err(ConfigError::new(at, "envoyExtAuthzHttp is required (the only provider kind supported)"));
+            return Err(ConfigError::new(
+                at,
+                "envoyExtAuthzHttp is required (the only provider kind supported)",
+            ));
         };
-        providers.push(compile_provider(&p.name, http, &format!("{at}.envoyExtAuthzHttp"))?);
+        providers.push(compile_provider(
+            &p.name,
+            http,
+            &format!("{at}.envoyExtAuthzHttp"),
+        )?);
     }
 
     let mut policies = Policies::default();
@@ -112,12 +136,18 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         match action {
             "CUSTOM" => {
                 let Some(provider) = &p.provider else {
-                    return Err(ConfigError::new(format!("{at}.provider"), "is required for a CUSTOM policy"));
+                    return Err(ConfigError::new(
+                        format!("{at}.provider"),
+                        "is required for a CUSTOM policy",
+                    ));
                 };
                 let Some(index) = providers.iter().position(|q| q.name == provider.name) else {
                     return Err(ConfigError::new(
                         format!("{at}.provider.name"),
-                        format!("no extension provider named {:?} in extensionProviders", provider.name),
+                        format!(
+                            "no extension provider named {:?} in extensionProviders",
+                            provider.name
+                        ),
                     ));
                 };
                 if let Some((_, first)) = &custom_provider {
@@ -133,7 +163,10 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             }
             "DENY" | "ALLOW" => {
                 if p.provider.is_some() {
-                    return Err(ConfigError::new(format!("{at}.provider"), "is only allowed with action CUSTOM"));
+                    return Err(ConfigError::new(
+                        format!("{at}.provider"),
+                        "is only allowed with action CUSTOM",
+                    ));
                 }
                 if action == "DENY" {
                     policies.deny.push(policy);
@@ -141,7 +174,12 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
                     policies.allow.push(policy);
                 }
             }
-            "AUDIT" => return Err(ConfigError::new(format!("{at}.action"), "AUDIT is not supported")),
+            "AUDIT" => {
+                return Err(ConfigError::new(
+                    format!("{at}.action"),
+                    "AUDIT is not supported",
+                ))
+            }
             other => {
                 return Err(ConfigError::new(
                     format!("{at}.action"),
@@ -153,7 +191,10 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
 
     // The plain "check everything" setup: one provider, no policy at all.
     if raw.policies.is_empty() && providers.len() == 1 {
-        policies.custom.push(Policy { name: format!("{}-all-requests", providers[0].name), rules: vec![Rule::default()] });
+        policies.custom.push(Policy {
+            name: format!("{}-all-requests", providers[0].name),
+            rules: vec![Rule::default()],
+        });
         custom_provider = Some((0, providers[0].name.clone()));
     }
 
@@ -181,7 +222,9 @@ fn compile_provider(name: &str, raw: &RawExtAuthzHttp, at: &str) -> Result<Provi
     // Istio accepts `<namespace>/<hostname>`; the cluster is named after the hostname.
     let host = service.rsplit('/').next().unwrap_or(service);
     let cluster = match &raw.cluster {
-        Some(c) if c.trim().is_empty() => return Err(ConfigError::new(field("cluster"), "must not be empty")),
+        Some(c) if c.trim().is_empty() => {
+            return Err(ConfigError::new(field("cluster"), "must not be empty"))
+        }
         Some(c) => c.clone(),
         None => format!("outbound|{port}||{host}"),
     };
@@ -190,17 +233,30 @@ fn compile_provider(name: &str, raw: &RawExtAuthzHttp, at: &str) -> Result<Provi
         Some(t) => {
             let d = parse_duration(t).map_err(|m| ConfigError::new(field("timeout"), m))?;
             if d.is_zero() || d.as_millis() > u128::from(u32::MAX) {
-                return Err(ConfigError::new(field("timeout"), "must be greater than 0 and fit in 32-bit milliseconds"));
+                return Err(ConfigError::new(
+                    field("timeout"),
+                    "must be greater than 0 and fit in 32-bit milliseconds",
+                ));
             }
             d
         }
     };
     let path_prefix = raw.path_prefix.clone().unwrap_or_default();
     if !path_prefix.is_empty() && !path_prefix.starts_with('/') {
-        return Err(ConfigError::new(field("pathPrefix"), format!("must begin with '/', found {path_prefix:?}")));
+        return Err(ConfigError::new(
+            field("pathPrefix"),
+            format!("must begin with '/', found {path_prefix:?}"),
+        ));
     }
-    if path_prefix.contains(['?', '#']) || path_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError::new(field("pathPrefix"), "must be a plain path (no query, fragment or spaces)"));
+    if path_prefix.contains(['?', '#'])
+        || path_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ConfigError::new(
+            field("pathPrefix"),
+            "must be a plain path (no query, fragment or spaces)",
+        ));
     }
     let status_on_error = match &raw.status_on_error {
         None => DEFAULT_STATUS_ON_ERROR,
@@ -208,10 +264,21 @@ fn compile_provider(name: &str, raw: &RawExtAuthzHttp, at: &str) -> Result<Provi
             .as_u64()
             .filter(|s| (200..=599).contains(s))
             .map(|s| s as u32)
-            .ok_or_else(|| ConfigError::new(field("statusOnError"), "must be an HTTP status code in [200, 599]"))?,
+            .ok_or_else(|| {
+                ConfigError::new(
+                    field("statusOnError"),
+                    "must be an HTTP status code in [200, 599]",
+                )
+            })?,
     };
-    let listed = raw.include_request_headers_in_check.as_ref().or(raw.include_headers_in_check.as_ref());
-    let request_headers = header_names(listed.map(Vec::as_slice).unwrap_or(&[]), &field("includeRequestHeadersInCheck"))?;
+    let listed = raw
+        .include_request_headers_in_check
+        .as_ref()
+        .or(raw.include_headers_in_check.as_ref());
+    let request_headers = header_names(
+        listed.map(Vec::as_slice).unwrap_or(&[]),
+        &field("includeRequestHeadersInCheck"),
+    )?;
     let mut additional_headers = Vec::with_capacity(raw.include_additional_headers_in_check.len());
     for (name, value) in &raw.include_additional_headers_in_check {
         let at = field(&format!("includeAdditionalHeadersInCheck.{name}"));
@@ -228,9 +295,15 @@ fn compile_provider(name: &str, raw: &RawExtAuthzHttp, at: &str) -> Result<Provi
         None => None,
         Some(b) => {
             let max = b.max_request_bytes.filter(|m| *m > 0).ok_or_else(|| {
-                ConfigError::new(field("includeRequestBodyInCheck.maxRequestBytes"), "is required and must be greater than 0")
+                ConfigError::new(
+                    field("includeRequestBodyInCheck.maxRequestBytes"),
+                    "is required and must be greater than 0",
+                )
             })?;
-            Some(BodyOptions { max_request_bytes: max, allow_partial_message: b.allow_partial_message })
+            Some(BodyOptions {
+                max_request_bytes: max,
+                allow_partial_message: b.allow_partial_message,
+            })
         }
     };
     Ok(Provider {
@@ -243,8 +316,14 @@ fn compile_provider(name: &str, raw: &RawExtAuthzHttp, at: &str) -> Result<Provi
         request_headers,
         additional_headers,
         body,
-        upstream_on_allow: header_names(&raw.headers_to_upstream_on_allow, &field("headersToUpstreamOnAllow"))?,
-        downstream_on_allow: header_names(&raw.headers_to_downstream_on_allow, &field("headersToDownstreamOnAllow"))?,
+        upstream_on_allow: header_names(
+            &raw.headers_to_upstream_on_allow,
+            &field("headersToUpstreamOnAllow"),
+        )?,
+        downstream_on_allow: header_names(
+            &raw.headers_to_downstream_on_allow,
+            &field("headersToDownstreamOnAllow"),
+        )?,
         downstream_on_deny: match &raw.headers_to_downstream_on_deny {
             None => None,
             Some(list) if list.is_empty() => None,
@@ -263,15 +342,23 @@ fn is_header_name(name: &str) -> bool {
 fn header_names(patterns: &[String], at: &str) -> Result<HeaderNames, ConfigError> {
     for (i, p) in patterns.iter().enumerate() {
         let bare = p.trim_matches('*');
-        if !(p == "*" || is_header_name(bare) || bare.starts_with(':') && is_header_name(&bare[1..])) {
-            return Err(ConfigError::new(format!("{at}[{i}]"), format!("{p:?} is not a header name or pattern")));
+        if !(p == "*"
+            || is_header_name(bare)
+            || bare.starts_with(':') && is_header_name(&bare[1..]))
+        {
+            return Err(ConfigError::new(
+                format!("{at}[{i}]"),
+                format!("{p:?} is not a header name or pattern"),
+            ));
         }
     }
     Ok(HeaderNames::new(patterns))
 }
 
 fn compile_rules(policy: &RawPolicy, at: &str) -> Result<Vec<Rule>, ConfigError> {
-    let Some(rules) = &policy.rules else { return Ok(Vec::new()) };
+    let Some(rules) = &policy.rules else {
+        return Ok(Vec::new());
+    };
     rules
         .iter()
         .enumerate()
@@ -283,7 +370,10 @@ fn compile_rule(raw: &RawRule, at: &str) -> Result<Rule, ConfigError> {
     let mut rule = Rule::default();
     for (i, from) in raw.from.iter().enumerate() {
         let at = format!("{at}.from[{i}].source");
-        let source = from.source.as_ref().ok_or_else(|| ConfigError::new(at.clone(), "is required"))?;
+        let source = from
+            .source
+            .as_ref()
+            .ok_or_else(|| ConfigError::new(at.clone(), "is required"))?;
         let constraints = compile_source(source, &at)?;
         if constraints.is_empty() {
             return Err(ConfigError::new(at, "must not be empty"));
@@ -292,7 +382,10 @@ fn compile_rule(raw: &RawRule, at: &str) -> Result<Rule, ConfigError> {
     }
     for (i, to) in raw.to.iter().enumerate() {
         let at = format!("{at}.to[{i}].operation");
-        let operation = to.operation.as_ref().ok_or_else(|| ConfigError::new(at.clone(), "is required"))?;
+        let operation = to
+            .operation
+            .as_ref()
+            .ok_or_else(|| ConfigError::new(at.clone(), "is required"))?;
         let constraints = compile_operation(operation, &at)?;
         if constraints.is_empty() {
             return Err(ConfigError::new(at, "must not be empty"));
@@ -300,7 +393,8 @@ fn compile_rule(raw: &RawRule, at: &str) -> Result<Rule, ConfigError> {
         rule.to.push(constraints);
     }
     for (i, condition) in raw.when.iter().enumerate() {
-        rule.when.extend(compile_condition(condition, &format!("{at}.when[{i}]"))?);
+        rule.when
+            .extend(compile_condition(condition, &format!("{at}.when[{i}]"))?);
     }
     Ok(rule)
 }
@@ -337,29 +431,105 @@ fn push(
     compile: Compile,
     at: &str,
 ) -> Result<(), ConfigError> {
-    let Some(values) = values.filter(|v| !v.is_empty()) else { return Ok(()) };
+    let Some(values) = values.filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
     let values = values
         .iter()
         .enumerate()
         .map(|(i, v)| compile(v).map_err(|m| ConfigError::new(format!("{at}[{i}]"), m)))
         .collect::<Result<Vec<_>, _>>()?;
-    out.push(Constraint { attribute, values, negated });
+    out.push(Constraint {
+        attribute,
+        values,
+        negated,
+    });
     Ok(())
 }
 
 fn compile_source(s: &RawSource, at: &str) -> Result<Vec<Constraint>, ConfigError> {
     let mut out = Vec::new();
     let f = |name: &str| format!("{at}.{name}");
-    push(&mut out, Attribute::PeerPrincipal, s.principals.as_ref(), false, text_value, &f("principals"))?;
-    push(&mut out, Attribute::PeerPrincipal, s.not_principals.as_ref(), true, text_value, &f("notPrincipals"))?;
-    push(&mut out, Attribute::RequestPrincipal, s.request_principals.as_ref(), false, text_value, &f("requestPrincipals"))?;
-    push(&mut out, Attribute::RequestPrincipal, s.not_request_principals.as_ref(), true, text_value, &f("notRequestPrincipals"))?;
-    push(&mut out, Attribute::Namespace, s.namespaces.as_ref(), false, text_value, &f("namespaces"))?;
-    push(&mut out, Attribute::Namespace, s.not_namespaces.as_ref(), true, text_value, &f("notNamespaces"))?;
-    push(&mut out, Attribute::SourceIp, s.ip_blocks.as_ref(), false, ip_value, &f("ipBlocks"))?;
-    push(&mut out, Attribute::SourceIp, s.not_ip_blocks.as_ref(), true, ip_value, &f("notIpBlocks"))?;
-    push(&mut out, Attribute::RemoteIp, s.remote_ip_blocks.as_ref(), false, ip_value, &f("remoteIpBlocks"))?;
-    push(&mut out, Attribute::RemoteIp, s.not_remote_ip_blocks.as_ref(), true, ip_value, &f("notRemoteIpBlocks"))?;
+    push(
+        &mut out,
+        Attribute::PeerPrincipal,
+        s.principals.as_ref(),
+        false,
+        text_value,
+        &f("principals"),
+    )?;
+    push(
+        &mut out,
+        Attribute::PeerPrincipal,
+        s.not_principals.as_ref(),
+        true,
+        text_value,
+        &f("notPrincipals"),
+    )?;
+    push(
+        &mut out,
+        Attribute::RequestPrincipal,
+        s.request_principals.as_ref(),
+        false,
+        text_value,
+        &f("requestPrincipals"),
+    )?;
+    push(
+        &mut out,
+        Attribute::RequestPrincipal,
+        s.not_request_principals.as_ref(),
+        true,
+        text_value,
+        &f("notRequestPrincipals"),
+    )?;
+    push(
+        &mut out,
+        Attribute::Namespace,
+        s.namespaces.as_ref(),
+        false,
+        text_value,
+        &f("namespaces"),
+    )?;
+    push(
+        &mut out,
+        Attribute::Namespace,
+        s.not_namespaces.as_ref(),
+        true,
+        text_value,
+        &f("notNamespaces"),
+    )?;
+    push(
+        &mut out,
+        Attribute::SourceIp,
+        s.ip_blocks.as_ref(),
+        false,
+        ip_value,
+        &f("ipBlocks"),
+    )?;
+    push(
+        &mut out,
+        Attribute::SourceIp,
+        s.not_ip_blocks.as_ref(),
+        true,
+        ip_value,
+        &f("notIpBlocks"),
+    )?;
+    push(
+        &mut out,
+        Attribute::RemoteIp,
+        s.remote_ip_blocks.as_ref(),
+        false,
+        ip_value,
+        &f("remoteIpBlocks"),
+    )?;
+    push(
+        &mut out,
+        Attribute::RemoteIp,
+        s.not_remote_ip_blocks.as_ref(),
+        true,
+        ip_value,
+        &f("notRemoteIpBlocks"),
+    )?;
     Ok(out)
 }
 
@@ -377,27 +547,88 @@ fn port_strings(ports: Option<&Vec<NumberOrString>>) -> Option<Vec<String>> {
 fn compile_operation(o: &RawOperation, at: &str) -> Result<Vec<Constraint>, ConfigError> {
     let mut out = Vec::new();
     let f = |name: &str| format!("{at}.{name}");
-    push(&mut out, Attribute::Host, o.hosts.as_ref(), false, host_value, &f("hosts"))?;
-    push(&mut out, Attribute::Host, o.not_hosts.as_ref(), true, host_value, &f("notHosts"))?;
-    push(&mut out, Attribute::DestinationPort, port_strings(o.ports.as_ref()).as_ref(), false, port_value, &f("ports"))?;
-    push(&mut out, Attribute::DestinationPort, port_strings(o.not_ports.as_ref()).as_ref(), true, port_value, &f("notPorts"))?;
-    push(&mut out, Attribute::Method, o.methods.as_ref(), false, text_value, &f("methods"))?;
-    push(&mut out, Attribute::Method, o.not_methods.as_ref(), true, text_value, &f("notMethods"))?;
-    push(&mut out, Attribute::Path, o.paths.as_ref(), false, path_value, &f("paths"))?;
-    push(&mut out, Attribute::Path, o.not_paths.as_ref(), true, path_value, &f("notPaths"))?;
+    push(
+        &mut out,
+        Attribute::Host,
+        o.hosts.as_ref(),
+        false,
+        host_value,
+        &f("hosts"),
+    )?;
+    push(
+        &mut out,
+        Attribute::Host,
+        o.not_hosts.as_ref(),
+        true,
+        host_value,
+        &f("notHosts"),
+    )?;
+    push(
+        &mut out,
+        Attribute::DestinationPort,
+        port_strings(o.ports.as_ref()).as_ref(),
+        false,
+        port_value,
+        &f("ports"),
+    )?;
+    push(
+        &mut out,
+        Attribute::DestinationPort,
+        port_strings(o.not_ports.as_ref()).as_ref(),
+        true,
+        port_value,
+        &f("notPorts"),
+    )?;
+    push(
+        &mut out,
+        Attribute::Method,
+        o.methods.as_ref(),
+        false,
+        text_value,
+        &f("methods"),
+    )?;
+    push(
+        &mut out,
+        Attribute::Method,
+        o.not_methods.as_ref(),
+        true,
+        text_value,
+        &f("notMethods"),
+    )?;
+    push(
+        &mut out,
+        Attribute::Path,
+        o.paths.as_ref(),
+        false,
+        path_value,
+        &f("paths"),
+    )?;
+    push(
+        &mut out,
+        Attribute::Path,
+        o.not_paths.as_ref(),
+        true,
+        path_value,
+        &f("notPaths"),
+    )?;
     Ok(out)
 }
 
 /// `when` keys as Istio names them: `request.headers[x]`, `source.ip`, `request.auth.claims[a][b]` …
 fn condition_attribute(key: &str) -> Result<(Attribute, Compile), String> {
-    if let Some(name) = key.strip_prefix("request.headers[").and_then(|k| k.strip_suffix(']')) {
+    if let Some(name) = key
+        .strip_prefix("request.headers[")
+        .and_then(|k| k.strip_suffix(']'))
+    {
         if !is_header_name(name) {
             return Err(format!("{name:?} is not a header name"));
         }
         return Ok((Attribute::Header(name.to_ascii_lowercase()), text_value));
     }
     if let Some(rest) = key.strip_prefix("request.auth.claims[") {
-        let inner = rest.strip_suffix(']').ok_or("claims key must look like request.auth.claims[a][b]")?;
+        let inner = rest
+            .strip_suffix(']')
+            .ok_or("claims key must look like request.auth.claims[a][b]")?;
         let path: Vec<String> = inner.split("][").map(str::to_string).collect();
         if path.iter().any(|p| p.is_empty() || p.contains(['[', ']'])) {
             return Err("claims key must look like request.auth.claims[a][b]".into());
@@ -420,22 +651,49 @@ fn condition_attribute(key: &str) -> Result<(Attribute, Compile), String> {
 }
 
 fn compile_condition(c: &RawCondition, at: &str) -> Result<Vec<Constraint>, ConfigError> {
-    let (attribute, compile) = condition_attribute(&c.key).map_err(|m| ConfigError::new(format!("{at}.key"), m))?;
+    let (attribute, compile) =
+        condition_attribute(&c.key).map_err(|m| ConfigError::new(format!("{at}.key"), m))?;
     let has = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
     if !has(&c.values) && !has(&c.not_values) {
-        return Err(ConfigError::new(at, "one of values or notValues must be set"));
+        return Err(ConfigError::new(
+            at,
+            "one of values or notValues must be set",
+        ));
     }
     let mut out = Vec::new();
-    push(&mut out, attribute.clone(), c.values.as_ref(), false, compile, &format!("{at}.values"))?;
-    push(&mut out, attribute, c.not_values.as_ref(), true, compile, &format!("{at}.notValues"))?;
+    push(
+        &mut out,
+        attribute.clone(),
+        c.values.as_ref(),
+        false,
+        compile,
+        &format!("{at}.values"),
+    )?;
+    push(
+        &mut out,
+        attribute,
+        c.not_values.as_ref(),
+        true,
+        compile,
+        &format!("{at}.notValues"),
+    )?;
     Ok(out)
 }
 
 fn needs_of(policies: &Policies) -> Needs {
     let mut needs = Needs::default();
-    let all = policies.custom.iter().chain(&policies.deny).chain(&policies.allow);
+    let all = policies
+        .custom
+        .iter()
+        .chain(&policies.deny)
+        .chain(&policies.allow);
     for rule in all.flat_map(|p| &p.rules) {
-        let constraints = rule.from.iter().flatten().chain(rule.to.iter().flatten()).chain(&rule.when);
+        let constraints = rule
+            .from
+            .iter()
+            .flatten()
+            .chain(rule.to.iter().flatten())
+            .chain(&rule.when);
         for c in constraints {
             match c.attribute {
                 Attribute::SourceIp => needs.source_ip = true,

@@ -47,16 +47,29 @@ mod tests {
 
     #[test]
     fn set_replaces_append_keeps_remove_drops() {
-        let mut headers = vec![("a".to_string(), "1".to_string()), ("a".into(), "2".into()), ("b".into(), "x".into())];
+        let mut headers = vec![
+            ("a".to_string(), "1".to_string()),
+            ("a".into(), "2".into()),
+            ("b".into(), "x".into()),
+        ];
         apply(
             &mut headers,
             &[
-                HeaderMutation::Set { name: "a".into(), value: "3".into() },
-                HeaderMutation::Append { name: "c".into(), value: "y".into() },
+                HeaderMutation::Set {
+                    name: "a".into(),
+                    value: "3".into(),
+                },
+                HeaderMutation::Append {
+                    name: "c".into(),
+                    value: "y".into(),
+                },
                 HeaderMutation::Remove { name: "b".into() },
             ],
         );
-        assert_eq!(headers, vec![("a".into(), "3".into()), ("c".into(), "y".into())]);
+        assert_eq!(
+            headers,
+            vec![("a".into(), "3".into()), ("c".into(), "y".into())]
+        );
     }
 
     #[test]

@@ -55,13 +55,16 @@ mod proxy {
         }
 
         fn set_request_header(&self, name: &str, value: Option<&str>) {
-            if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
+            if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
+            {
                 log::warn!("set request header {name}: {status:?}");
             }
         }
 
         fn request_body(&self, max: usize) -> Option<Vec<u8>> {
-            hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max).ok().flatten()
+            hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max)
+                .ok()
+                .flatten()
         }
 
         fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
@@ -83,7 +86,12 @@ mod proxy {
             let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+                .map(|(n, v)| {
+                    (
+                        n.to_ascii_lowercase(),
+                        String::from_utf8_lossy(&v).into_owned(),
+                    )
+                })
                 .collect();
             let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
                 .ok()
@@ -106,7 +114,8 @@ mod proxy {
         }
 
         fn add_response_header(&self, name: &str, value: &str) {
-            if let Err(status) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value) {
+            if let Err(status) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
+            {
                 log::warn!("add response header {name}: {status:?}");
             }
         }
@@ -153,7 +162,10 @@ pub mod fake {
 
     impl Dispatched {
         pub fn header(&self, name: &str) -> Option<&str> {
-            self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
         }
     }
 
@@ -192,7 +204,9 @@ pub mod fake {
         }
 
         pub fn with_request_header(self, name: &str, value: &str) -> FakeHost {
-            self.request_headers.borrow_mut().push((name.to_ascii_lowercase(), value.as_bytes().to_vec()));
+            self.request_headers
+                .borrow_mut()
+                .push((name.to_ascii_lowercase(), value.as_bytes().to_vec()));
             self
         }
 
@@ -215,7 +229,10 @@ pub mod fake {
         pub fn answering(&self, status: u32, headers: &[(&str, &str)], body: &str) {
             let mut all = vec![(":status".to_string(), status.to_string())];
             all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
-            *self.call_answer.borrow_mut() = CallResponse { headers: all, body: body.as_bytes().to_vec() };
+            *self.call_answer.borrow_mut() = CallResponse {
+                headers: all,
+                body: body.as_bytes().to_vec(),
+            };
         }
 
         pub fn request_header(&self, name: &str) -> Option<String> {
@@ -237,7 +254,8 @@ pub mod fake {
         /// The value of a counter by name.
         pub fn metric(&self, name: &str) -> i64 {
             let id = self.metrics.borrow().iter().position(|m| m == name);
-            id.and_then(|id| self.counts.borrow().get(&(id as u32)).copied()).unwrap_or(0)
+            id.and_then(|id| self.counts.borrow().get(&(id as u32)).copied())
+                .unwrap_or(0)
         }
     }
 
@@ -276,7 +294,10 @@ pub mod fake {
             let mut dispatched = self.dispatched.borrow_mut();
             dispatched.push(Dispatched {
                 cluster: cluster.to_string(),
-                headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+                headers: headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
                 body: body.map(<[u8]>::to_vec),
                 timeout,
             });
@@ -290,7 +311,10 @@ pub mod fake {
         fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
             self.replies.borrow_mut().push(Reply {
                 status,
-                headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+                headers: headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
                 body: String::from_utf8_lossy(body).into_owned(),
             });
         }
@@ -300,7 +324,9 @@ pub mod fake {
         }
 
         fn add_response_header(&self, name: &str, value: &str) {
-            self.response_headers.borrow_mut().push((name.to_string(), value.to_string()));
+            self.response_headers
+                .borrow_mut()
+                .push((name.to_string(), value.to_string()));
         }
 
         fn now(&self) -> SystemTime {

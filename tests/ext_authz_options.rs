@@ -1,6 +1,8 @@
 //! Every envoyExtAuthzHttp option in a real Envoy, each request compared with Envoy's native
 //! ext_authz configured the way Istio translates the same provider.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::LazyLock;
 
 use serde_json::json;
@@ -45,7 +47,12 @@ fn both(listener: &str, make: &dyn Fn(&str) -> Call) -> testbed::compare::Observ
 }
 
 fn authz_header<'a>(seen: &'a testbed::compare::Observed, name: &str) -> Option<&'a str> {
-    seen.authz.first()?.2.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    seen.authz
+        .first()?
+        .2
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[test]
@@ -61,57 +68,102 @@ fn path_prefix_listed_and_added_headers_reach_the_service() {
     let (_, target, headers, _) = &seen.authz[0];
     assert_eq!(target, "/check/headers?MARK");
     let gateway: Vec<_> = headers.iter().filter(|(n, _)| n == "x-gateway").collect();
-    assert_eq!(gateway, vec![&("x-gateway".to_string(), "ingress".to_string())], "added header overwrites the client's");
-    assert_eq!(authz_header(&seen, "x-team-name"), Some("blue"), "prefix pattern forwards x-team-*");
+    assert_eq!(
+        gateway,
+        vec![&("x-gateway".to_string(), "ingress".to_string())],
+        "added header overwrites the client's"
+    );
+    assert_eq!(
+        authz_header(&seen, "x-team-name"),
+        Some("blue"),
+        "prefix pattern forwards x-team-*"
+    );
     assert_eq!(authz_header(&seen, "cookie"), None);
 }
 
 #[test]
 fn allow_sets_upstream_headers_and_adds_client_headers() {
-    let seen = both("every-option", &|m| Call::get(&format!("/headers?{m}")).header("x-ext-authz", "allow"));
+    let seen = both("every-option", &|m| {
+        Call::get(&format!("/headers?{m}")).header("x-ext-authz", "allow")
+    });
     assert_eq!(seen.status, 200);
-    assert_eq!(seen.header("x-ext-authz-check-result"), Some("allowed"), "headersToDownstreamOnAllow");
+    assert_eq!(
+        seen.header("x-ext-authz-check-result"),
+        Some("allowed"),
+        "headersToDownstreamOnAllow"
+    );
     let upstream = seen.upstream.as_ref().unwrap();
     assert!(upstream.contains(&("x-ext-authz-check-result".into(), "allowed".into())));
-    assert!(upstream.contains(&("x-ext-authz-additional-header-override".into(), "from-config".into())));
+    assert!(upstream.contains(&(
+        "x-ext-authz-additional-header-override".into(),
+        "from-config".into()
+    )));
 }
 
 #[test]
 fn deny_returns_listed_headers_only() {
-    let seen = both("every-option", &|m| Call::get(&format!("/headers?{m}")).header("x-ext-authz", "no"));
+    let seen = both("every-option", &|m| {
+        Call::get(&format!("/headers?{m}")).header("x-ext-authz", "no")
+    });
     assert_eq!(seen.status, 403);
     assert_eq!(seen.header("x-ext-authz-check-result"), Some("denied"));
-    assert_eq!(seen.header("x-ext-authz-additional-header-override"), Some("from-config"));
+    assert_eq!(
+        seen.header("x-ext-authz-additional-header-override"),
+        Some("from-config")
+    );
     assert_eq!(seen.header("x-ext-authz-check-received"), None);
 }
 
 #[test]
 fn body_is_cut_at_max_request_bytes_and_flagged_partial() {
-    let seen = both("every-option", &|m| Call::post(&format!("/anything?{m}"), b"hello world!").header("x-ext-authz", "allow"));
+    let seen = both("every-option", &|m| {
+        Call::post(&format!("/anything?{m}"), b"hello world!").header("x-ext-authz", "allow")
+    });
     assert_eq!(seen.status, 200);
     assert_eq!(seen.authz[0].3, "hello wo");
-    assert_eq!(authz_header(&seen, "x-envoy-auth-partial-body"), Some("true"));
+    assert_eq!(
+        authz_header(&seen, "x-envoy-auth-partial-body"),
+        Some("true")
+    );
     assert_eq!(authz_header(&seen, "content-length"), Some("8"));
     let body: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
-    assert_eq!(body["data"], "hello world!", "the upstream still gets the whole body");
+    assert_eq!(
+        body["data"], "hello world!",
+        "the upstream still gets the whole body"
+    );
 }
 
 #[test]
 fn small_body_is_sent_whole() {
-    let seen = both("every-option", &|m| Call::post(&format!("/anything?{m}"), b"hi").header("x-ext-authz", "allow"));
+    let seen = both("every-option", &|m| {
+        Call::post(&format!("/anything?{m}"), b"hi").header("x-ext-authz", "allow")
+    });
     assert_eq!(seen.authz[0].3, "hi");
-    assert_eq!(authz_header(&seen, "x-envoy-auth-partial-body"), Some("false"));
+    assert_eq!(
+        authz_header(&seen, "x-envoy-auth-partial-body"),
+        Some("false")
+    );
 }
 
 #[test]
 fn oversized_body_gets_413_even_with_fail_open() {
-    let seen = both("strict-body", &|m| Call::post(&format!("/anything?{m}"), b"way more than eight bytes"));
+    let seen = both("strict-body", &|m| {
+        Call::post(&format!("/anything?{m}"), b"way more than eight bytes")
+    });
     assert_eq!(seen.status, 413);
     assert_eq!(seen.body, "Payload Too Large");
     assert!(seen.upstream.is_none());
-    let small = both("strict-body", &|m| Call::post(&format!("/anything?{m}"), b"tiny"));
-    assert_eq!(small.authz[0].3, "tiny", "a body within the limit is checked, not refused");
-    assert_eq!(small.status, 403, "the sample service denies without x-ext-authz: allow");
+    let small = both("strict-body", &|m| {
+        Call::post(&format!("/anything?{m}"), b"tiny")
+    });
+    assert_eq!(
+        small.authz[0].3, "tiny",
+        "a body within the limit is checked, not refused"
+    );
+    assert_eq!(
+        small.status, 403,
+        "the sample service denies without x-ext-authz: allow"
+    );
 }
 
 #[test]
@@ -135,7 +187,9 @@ fn without_a_deny_list_every_service_header_but_host_reaches_the_client() {
 #[test]
 fn a_host_header_from_the_service_is_not_returned_to_the_client() {
     let make = |m: &str| {
-        Call::get(&format!("/anything?{m}")).header("x-answer-status", "403").header("x-answer-set-host", "evil.example")
+        Call::get(&format!("/anything?{m}"))
+            .header("x-answer-status", "403")
+            .header("x-answer-set-host", "evil.example")
     };
     let ours = observe(&BED, "answer", &make);
     let theirs = observe(&BED, "answer-native", &make);
@@ -164,22 +218,32 @@ fn allow_overwrites_client_headers_and_removes_the_ones_the_service_names() {
             .header("x-user", "spoofed")
             .header("x-remove-me", "secret")
             .header("x-answer-set-x-user", "alice")
-            .header("x-answer-set-x-envoy-auth-headers-to-remove", "x-remove-me, :path, host")
+            .header(
+                "x-answer-set-x-envoy-auth-headers-to-remove",
+                "x-remove-me, :path, host",
+            )
     });
     assert_eq!(seen.status, 200);
     let upstream = seen.upstream.as_ref().unwrap();
     let users: Vec<_> = upstream.iter().filter(|(n, _)| n == "x-user").collect();
     assert_eq!(users, vec![&("x-user".to_string(), "alice".to_string())]);
     assert!(!upstream.iter().any(|(n, _)| n == "x-remove-me"));
-    assert!(upstream.iter().any(|(n, _)| n == "host"), "host is never removed");
+    assert!(
+        upstream.iter().any(|(n, _)| n == "host"),
+        "host is never removed"
+    );
 }
 
 #[test]
 fn stats_count_allowed_and_denied_checks() {
     let before_ok = BED.envoy.stat("wasmcustom.inline_authz.ext_authz.ok");
     let before_denied = BED.envoy.stat("wasmcustom.inline_authz.ext_authz.denied");
-    observe(&BED, "every-option", &|m| Call::get(&format!("/headers?{m}")).header("x-ext-authz", "allow"));
-    observe(&BED, "every-option", &|m| Call::get(&format!("/headers?{m}")));
+    observe(&BED, "every-option", &|m| {
+        Call::get(&format!("/headers?{m}")).header("x-ext-authz", "allow")
+    });
+    observe(&BED, "every-option", &|m| {
+        Call::get(&format!("/headers?{m}"))
+    });
     assert!(BED.envoy.stat("wasmcustom.inline_authz.ext_authz.ok") > before_ok);
     assert!(BED.envoy.stat("wasmcustom.inline_authz.ext_authz.denied") > before_denied);
 }

@@ -2,6 +2,8 @@
 //! pasted Istio provider and policy, side by side with Envoy's native ext_authz configured the same
 //! way (as Istio translates it). Every observable must match, and match the tutorial.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::LazyLock;
 
 use testbed::compare::same;
@@ -11,8 +13,12 @@ use testbed::scenario::{Bed, Listener};
 use testbed::services::DENY_BODY;
 
 static BED: LazyLock<Bed> = LazyLock::new(|| {
-    let native = std::fs::read_to_string(repo_root().join("envoy/scenarios/tutorial.native.json")).unwrap();
-    Bed::start(&[Listener::wasm_file("filter", "tutorial.json"), Listener::native("native", &native, "/headers")])
+    let native =
+        std::fs::read_to_string(repo_root().join("envoy/scenarios/tutorial.native.json")).unwrap();
+    Bed::start(&[
+        Listener::wasm_file("filter", "tutorial.json"),
+        Listener::native("native", &native, "/headers"),
+    ])
 });
 
 fn call<'a>(path: &'a str, check_header: Option<&'a str>) -> impl Fn(&str) -> Call + 'a {
@@ -33,7 +39,10 @@ fn call<'a>(path: &'a str, check_header: Option<&'a str>) -> impl Fn(&str) -> Ca
 fn test_1_unprotected_path_passes_without_a_check() {
     let seen = same(&BED, "filter", "native", &call("/ip", None));
     assert_eq!(seen.status, 200);
-    assert!(seen.authz.is_empty(), "/ip must not be sent to the authorization service");
+    assert!(
+        seen.authz.is_empty(),
+        "/ip must not be sent to the authorization service"
+    );
     assert!(seen.upstream.is_some());
 }
 
@@ -44,7 +53,10 @@ fn test_2_protected_path_with_deny_header_gets_the_services_403() {
     assert_eq!(seen.header("x-ext-authz-check-result"), Some("denied"));
     assert_eq!(seen.body, DENY_BODY);
     assert_eq!(seen.authz.len(), 1);
-    assert!(seen.upstream.is_none(), "a denied request never reaches the upstream");
+    assert!(
+        seen.upstream.is_none(),
+        "a denied request never reaches the upstream"
+    );
     // headersToDownstreamOnDeny lists one header: the service's other headers stay behind.
     assert_eq!(seen.header("x-ext-authz-check-received"), None);
 }
@@ -75,7 +87,14 @@ fn check_request_carries_method_path_query_authority_and_listed_headers_only() {
     assert_eq!(method, "POST");
     assert_eq!(target, "/headers?x=1&MARK");
     let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
-    assert!(names.contains(&"authorization") && names.contains(&"x-ext-authz") && names.contains(&"host"));
-    assert!(!names.contains(&"cookie"), "cookie is not in includeRequestHeadersInCheck");
+    assert!(
+        names.contains(&"authorization")
+            && names.contains(&"x-ext-authz")
+            && names.contains(&"host")
+    );
+    assert!(
+        !names.contains(&"cookie"),
+        "cookie is not in includeRequestHeadersInCheck"
+    );
     assert_eq!(body, "", "no body without includeRequestBodyInCheck");
 }

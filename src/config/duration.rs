@@ -19,7 +19,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("{text:?} has no unit (use e.g. \"10s\" or \"250ms\")"))?;
         if number_len == 0 {
-            return Err(format!("{text:?} is not a duration (use e.g. \"10s\" or \"250ms\")"));
+            return Err(format!(
+                "{text:?} is not a duration (use e.g. \"10s\" or \"250ms\")"
+            ));
         }
         let (number, after) = rest.split_at(number_len);
         let unit_len = after
@@ -33,9 +35,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            _ => return Err(format!("{text:?} has an unknown unit {unit:?} (ns, us, ms, s, m, h)")),
+            _ => {
+                return Err(format!(
+                    "{text:?} has an unknown unit {unit:?} (ns, us, ms, s, m, h)"
+                ))
+            }
         };
-        total_nanos += scaled(number, unit_nanos).ok_or_else(|| format!("{text:?} is not a duration"))?;
+        total_nanos +=
+            scaled(number, unit_nanos).ok_or_else(|| format!("{text:?} is not a duration"))?;
         rest = next;
     }
     u64::try_from(total_nanos / 1_000_000_000)
@@ -48,7 +55,11 @@ fn scaled(number: &str, unit_nanos: u128) -> Option<u128> {
     if whole.is_empty() && frac.is_empty() || frac.contains('.') {
         return None;
     }
-    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let mut value = whole.checked_mul(unit_nanos)?;
     let mut scale = unit_nanos;
     for digit in frac.chars().take(18) {

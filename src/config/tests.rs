@@ -33,7 +33,10 @@ fn error_of(json: &str) -> String {
 fn tutorial_config_compiles_with_istio_defaults() {
     let config = Config::parse(TUTORIAL.as_bytes()).unwrap();
     let provider = config.custom_provider().unwrap();
-    assert_eq!(provider.cluster, "outbound|8000||ext-authz.default.svc.cluster.local");
+    assert_eq!(
+        provider.cluster,
+        "outbound|8000||ext-authz.default.svc.cluster.local"
+    );
     assert_eq!(provider.timeout, Duration::from_secs(10));
     assert_eq!(provider.status_on_error, 403);
     assert!(!provider.fail_open);
@@ -41,7 +44,10 @@ fn tutorial_config_compiles_with_istio_defaults() {
     assert!(provider.downstream_on_deny.is_some());
     assert_eq!(config.policies.custom.len(), 1);
     assert_eq!(config.path_normalization, PathNormalization::Base);
-    let request = RequestAttributes { path: "/headers".into(), ..Default::default() };
+    let request = RequestAttributes {
+        path: "/headers".into(),
+        ..Default::default()
+    };
     assert!(config.policies.custom_match(&request).is_some());
 }
 
@@ -58,7 +64,10 @@ fn defaults_follow_envoy_when_options_are_left_out() {
     assert!(provider.upstream_on_allow.is_empty());
     assert_eq!(provider.body, None);
     // One provider and no policy: every request is checked.
-    assert!(config.policies.custom_match(&RequestAttributes::default()).is_some());
+    assert!(config
+        .policies
+        .custom_match(&RequestAttributes::default())
+        .is_some());
 }
 
 #[test]
@@ -97,17 +106,29 @@ fn every_option_parses() {
     assert_eq!(p.cluster, "authz");
     assert_eq!(p.timeout, Duration::from_millis(250));
     assert_eq!(p.status_on_error, 503);
-    assert_eq!(p.body, Some(BodyOptions { max_request_bytes: 4096, allow_partial_message: true }));
+    assert_eq!(
+        p.body,
+        Some(BodyOptions {
+            max_request_bytes: 4096,
+            allow_partial_message: true
+        })
+    );
     assert_eq!(p.additional_headers[0].0, "x-gateway");
     assert_eq!(config.policies.allow[0].name, "policies[2]");
-    assert!(config.needs.source_ip && config.needs.remote_ip && config.needs.destination_port && config.needs.sni);
+    assert!(
+        config.needs.source_ip
+            && config.needs.remote_ip
+            && config.needs.destination_port
+            && config.needs.sni
+    );
     assert!(config.needs.peer_principal);
     assert_eq!(config.path_normalization, PathNormalization::MergeSlashes);
 }
 
 #[test]
 fn bad_configurations_name_the_field() {
-    let provider = r#""extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80}}]"#;
+    let provider =
+        r#""extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80}}]"#;
     let cases: Vec<(String, &str)> = vec![
         (r#"{"policy": []}"#.into(), "unknown field `policy`"),
         (r#"{"policies": [{"action": "ALOW"}]}"#.into(), "policies[0].action: unknown action \"ALOW\""),
@@ -133,13 +154,16 @@ fn bad_configurations_name_the_field() {
         (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80,"includeRequestHeadersInCheck":["bad header"]}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.includeRequestHeadersInCheck[0]"),
         (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"","port":80}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.service: must not be empty"),
         (r#"{"extensionProviders":[{"name":"p"}]}"#.into(), "extensionProviders[0]: envoyExtAuthzHttp is required"),
-        (format!(r#"{{"extensionProviders":[{{"name":"p","envoyExtAuthzHttp":{{"service":"s","port":80}}}},{{"name":"p","envoyExtAuthzHttp":{{"service":"s","port":80}}}}]}}"#), "extensionProviders[1].name: duplicate provider name"),
+        (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80}},{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80}}]}"#.into(), "extensionProviders[1].name: duplicate provider name"),
         (r#"{"pathNormalization": "base"}"#.into(), "pathNormalization: unknown value"),
         ("not json".into(), "expected"),
     ];
     for (json, want) in cases {
         let error = error_of(&json);
-        assert!(error.contains(want), "for {json}\n  got:  {error}\n  want: {want}");
+        assert!(
+            error.contains(want),
+            "for {json}\n  got:  {error}\n  want: {want}"
+        );
         assert!(!error.contains('\n'), "one line: {error}");
     }
 }
@@ -151,5 +175,6 @@ fn custom_policies_must_share_one_provider() {
         {"name":"b","envoyExtAuthzHttp":{"service":"t","port":80}}],
       "policies":[{"action":"CUSTOM","provider":{"name":"a"},"rules":[{}]},
                   {"action":"CUSTOM","provider":{"name":"b"},"rules":[{}]}]}"#;
-    assert!(error_of(json).starts_with("policies[1].provider.name: all CUSTOM policies must use one provider"));
+    assert!(error_of(json)
+        .starts_with("policies[1].provider.name: all CUSTOM policies must use one provider"));
 }

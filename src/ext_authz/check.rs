@@ -27,7 +27,10 @@ pub struct CheckRequest {
 
 impl CheckRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -78,7 +81,10 @@ pub fn build_check_request(
         headers.retain(|(n, _)| n != name);
         headers.push((name.clone(), value));
     }
-    CheckRequest { headers, body: body_bytes }
+    CheckRequest {
+        headers,
+        body: body_bytes,
+    }
 }
 
 #[cfg(test)]
@@ -135,7 +141,13 @@ mod tests {
 
     #[test]
     fn forwards_always_sent_and_listed_headers_only() {
-        let check = build_check_request(&provider(), &client_headers(), "/headers?x=1", None, &NoSource);
+        let check = build_check_request(
+            &provider(),
+            &client_headers(),
+            "/headers?x=1",
+            None,
+            &NoSource,
+        );
         assert_eq!(check.header(":method"), Some("POST"));
         assert_eq!(check.header(":path"), Some("/headers?x=1"));
         assert_eq!(check.header(":authority"), Some("httpbin.default:8000"));
@@ -153,18 +165,34 @@ mod tests {
         let mut p = provider();
         p.path_prefix = "/check".into();
         p.request_headers = HeaderNames::new(&["x-gateway"]);
-        p.additional_headers = vec![("x-gateway".into(), HeaderValueTemplate::parse("ingress").unwrap())];
+        p.additional_headers = vec![(
+            "x-gateway".into(),
+            HeaderValueTemplate::parse("ingress").unwrap(),
+        )];
         let check = build_check_request(&p, &client_headers(), "/headers?x=1", None, &NoSource);
         assert_eq!(check.header(":path"), Some("/check/headers?x=1"));
-        let gateway: Vec<_> = check.headers.iter().filter(|(n, _)| n == "x-gateway").collect();
-        assert_eq!(gateway, vec![&("x-gateway".to_string(), "ingress".to_string())]);
+        let gateway: Vec<_> = check
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "x-gateway")
+            .collect();
+        assert_eq!(
+            gateway,
+            vec![&("x-gateway".to_string(), "ingress".to_string())]
+        );
     }
 
     #[test]
     fn body_travels_with_its_length_and_partial_flag() {
         let mut p = provider();
-        p.body = Some(BodyOptions { max_request_bytes: 4, allow_partial_message: true });
-        let body = RequestBody { bytes: b"hell".to_vec(), partial: true };
+        p.body = Some(BodyOptions {
+            max_request_bytes: 4,
+            allow_partial_message: true,
+        });
+        let body = RequestBody {
+            bytes: b"hell".to_vec(),
+            partial: true,
+        };
         let check = build_check_request(&p, &client_headers(), "/headers", Some(&body), &NoSource);
         assert_eq!(check.header("content-length"), Some("4"));
         assert_eq!(check.header(PARTIAL_BODY_HEADER), Some("true"));

@@ -81,7 +81,10 @@ impl HeaderValueTemplate {
                 .ok_or_else(|| format!("{text:?}: unterminated '%' (write %% for a literal %)"))?;
             let command = &rest[..end];
             rest = &rest[end + 1..];
-            let part = if let Some(name) = command.strip_prefix("REQ(").and_then(|c| c.strip_suffix(')')) {
+            let part = if let Some(name) = command
+                .strip_prefix("REQ(")
+                .and_then(|c| c.strip_suffix(')'))
+            {
                 TemplatePart::RequestHeader(name.to_ascii_lowercase())
             } else if command == "DOWNSTREAM_REMOTE_ADDRESS" {
                 TemplatePart::RemoteAddress
@@ -118,7 +121,9 @@ impl HeaderValueTemplate {
                 TemplatePart::RequestHeader(name) => {
                     out.push_str(&source.request_header(name).unwrap_or_default())
                 }
-                TemplatePart::RemoteAddress => out.push_str(&source.remote_address().unwrap_or_default()),
+                TemplatePart::RemoteAddress => {
+                    out.push_str(&source.remote_address().unwrap_or_default())
+                }
                 TemplatePart::RemoteAddressWithoutPort => {
                     let address = source.remote_address().unwrap_or_default();
                     out.push_str(strip_port(&address));
@@ -158,9 +163,17 @@ mod tests {
         let t = HeaderValueTemplate::parse("ingress").unwrap();
         assert!(t.is_literal());
         assert_eq!(t.render(&Source), "ingress");
-        let t = HeaderValueTemplate::parse("p=%REQ(:PATH)% ip=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% 100%%").unwrap();
+        let t = HeaderValueTemplate::parse(
+            "p=%REQ(:PATH)% ip=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% 100%%",
+        )
+        .unwrap();
         assert_eq!(t.render(&Source), "p=/headers?x=1 ip=10.0.0.1 100%");
-        assert_eq!(HeaderValueTemplate::parse("%DOWNSTREAM_REMOTE_ADDRESS%").unwrap().render(&Source), "10.0.0.1:5555");
+        assert_eq!(
+            HeaderValueTemplate::parse("%DOWNSTREAM_REMOTE_ADDRESS%")
+                .unwrap()
+                .render(&Source),
+            "10.0.0.1:5555"
+        );
     }
 
     #[test]

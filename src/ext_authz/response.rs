@@ -58,7 +58,9 @@ pub fn interpret(provider: &Provider, response: Option<&CallResponse>) -> CheckR
     };
     let status = match response.status() {
         None => return CheckResponse::Error(ErrorKind::NoResponse),
-        Some(s) if !(200..500).contains(&s) => return CheckResponse::Error(ErrorKind::BadStatus(s)),
+        Some(s) if !(200..500).contains(&s) => {
+            return CheckResponse::Error(ErrorKind::BadStatus(s))
+        }
         Some(s) => s,
     };
     let headers = response
@@ -69,9 +71,16 @@ pub fn interpret(provider: &Provider, response: Option<&CallResponse>) -> CheckR
         let mut upstream: Vec<HeaderMutation> = headers
             .clone()
             .filter(|(n, _)| provider.upstream_on_allow.matches(n) && !is_protected(n))
-            .map(|(n, v)| HeaderMutation::Set { name: n.clone(), value: v.clone() })
+            .map(|(n, v)| HeaderMutation::Set {
+                name: n.clone(),
+                value: v.clone(),
+            })
             .collect();
-        for (_, list) in response.headers.iter().filter(|(n, _)| n == HEADERS_TO_REMOVE) {
+        for (_, list) in response
+            .headers
+            .iter()
+            .filter(|(n, _)| n == HEADERS_TO_REMOVE)
+        {
             for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                 let name = name.to_ascii_lowercase();
                 if !is_protected(&name) {
@@ -83,7 +92,10 @@ pub fn interpret(provider: &Provider, response: Option<&CallResponse>) -> CheckR
             .filter(|(n, _)| provider.downstream_on_allow.matches(n))
             .cloned()
             .collect();
-        return CheckResponse::Ok { upstream, downstream };
+        return CheckResponse::Ok {
+            upstream,
+            downstream,
+        };
     }
     let headers = headers
         .filter(|(n, _)| match &provider.downstream_on_deny {
@@ -92,7 +104,11 @@ pub fn interpret(provider: &Provider, response: Option<&CallResponse>) -> CheckR
         })
         .cloned()
         .collect();
-    CheckResponse::Denied { status, headers, body: response.body.clone() }
+    CheckResponse::Denied {
+        status,
+        headers,
+        body: response.body.clone(),
+    }
 }
 
 /// With `headersToDownstreamOnDeny` set, Envoy still passes these from the service's answer.
@@ -124,7 +140,10 @@ mod tests {
     fn answer(status: &str, headers: &[(&str, &str)], body: &str) -> CallResponse {
         let mut all = vec![(":status".to_string(), status.to_string())];
         all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
-        CallResponse { headers: all, body: body.as_bytes().to_vec() }
+        CallResponse {
+            headers: all,
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     #[test]
@@ -142,8 +161,13 @@ mod tests {
             interpret(&provider(), Some(&r)),
             CheckResponse::Ok {
                 upstream: vec![
-                    HeaderMutation::Set { name: "x-ext-authz-check-result".into(), value: "allowed".into() },
-                    HeaderMutation::Remove { name: "x-secret".into() },
+                    HeaderMutation::Set {
+                        name: "x-ext-authz-check-result".into(),
+                        value: "allowed".into()
+                    },
+                    HeaderMutation::Remove {
+                        name: "x-secret".into()
+                    },
                 ],
                 downstream: vec![],
             }
@@ -154,16 +178,28 @@ mod tests {
     fn other_statuses_deny_with_listed_headers_and_body() {
         let r = answer(
             "403",
-            &[("x-ext-authz-check-result", "denied"), ("content-type", "text/plain"), ("location", "/login")],
+            &[
+                ("x-ext-authz-check-result", "denied"),
+                ("content-type", "text/plain"),
+                ("location", "/login"),
+            ],
             "denied by ext_authz",
         );
-        let CheckResponse::Denied { status, headers, body } = interpret(&provider(), Some(&r)) else {
+        let CheckResponse::Denied {
+            status,
+            headers,
+            body,
+        } = interpret(&provider(), Some(&r))
+        else {
             panic!("expected a denial");
         };
         assert_eq!(status, 403);
         assert_eq!(
             headers,
-            vec![("x-ext-authz-check-result".into(), "denied".into()), ("location".into(), "/login".into())]
+            vec![
+                ("x-ext-authz-check-result".into(), "denied".into()),
+                ("location".into(), "/login".into())
+            ]
         );
         assert_eq!(body, b"denied by ext_authz");
     }
@@ -172,17 +208,37 @@ mod tests {
     fn without_a_deny_list_every_header_but_host_goes_back() {
         let mut p = provider();
         p.downstream_on_deny = None;
-        let r = answer("401", &[("host", "authz"), ("www-authenticate", "Basic"), ("x-a", "1")], "");
-        let CheckResponse::Denied { status, headers, .. } = interpret(&p, Some(&r)) else {
+        let r = answer(
+            "401",
+            &[
+                ("host", "authz"),
+                ("www-authenticate", "Basic"),
+                ("x-a", "1"),
+            ],
+            "",
+        );
+        let CheckResponse::Denied {
+            status, headers, ..
+        } = interpret(&p, Some(&r))
+        else {
             panic!("expected a denial");
         };
         assert_eq!(status, 401);
-        assert_eq!(headers, vec![("www-authenticate".into(), "Basic".into()), ("x-a".into(), "1".into())]);
+        assert_eq!(
+            headers,
+            vec![
+                ("www-authenticate".into(), "Basic".into()),
+                ("x-a".into(), "1".into())
+            ]
+        );
     }
 
     #[test]
     fn five_hundreds_and_missing_answers_are_errors() {
-        assert_eq!(interpret(&provider(), None), CheckResponse::Error(ErrorKind::NoResponse));
+        assert_eq!(
+            interpret(&provider(), None),
+            CheckResponse::Error(ErrorKind::NoResponse)
+        );
         assert_eq!(
             interpret(&provider(), Some(&answer("503", &[], ""))),
             CheckResponse::Error(ErrorKind::BadStatus(503))
@@ -205,6 +261,12 @@ mod tests {
         let CheckResponse::Ok { downstream, .. } = interpret(&p, Some(&r)) else {
             panic!("expected ok");
         };
-        assert_eq!(downstream, vec![("set-cookie".into(), "a=1".into()), ("set-cookie".into(), "b=2".into())]);
+        assert_eq!(
+            downstream,
+            vec![
+                ("set-cookie".into(), "a=1".into()),
+                ("set-cookie".into(), "b=2".into())
+            ]
+        );
     }
 }

@@ -7,7 +7,10 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use crate::config::Config;
-use crate::ext_authz::{self, build_check_request, interpret, CallResponse, CheckResponse, Provider, RequestBody, TemplateSource};
+use crate::ext_authz::{
+    self, build_check_request, interpret, CallResponse, CheckResponse, Provider, RequestBody,
+    TemplateSource,
+};
 use crate::headers::{self, HeaderMutation};
 use crate::host::Host;
 use crate::policy::path::{normalize, PathNormalization};
@@ -33,7 +36,9 @@ enum State {
     /// Waiting for the request body the check request carries.
     Buffering,
     /// Check request sent; the token matches its answer to this request.
-    Calling { token: u32 },
+    Calling {
+        token: u32,
+    },
     /// Allowed and forwarded.
     Allowed,
     /// A local reply was sent.
@@ -98,8 +103,12 @@ impl AuthzRequest {
         };
         if let Some(body) = provider.body {
             if !end_of_stream {
-                let declared = self.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
-                if !body.allow_partial_message && declared.is_some_and(|len| len > u64::from(body.max_request_bytes)) {
+                let declared = self
+                    .header("content-length")
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if !body.allow_partial_message
+                    && declared.is_some_and(|len| len > u64::from(body.max_request_bytes))
+                {
                     return action(self.reply_too_large(host));
                 }
                 log::debug!("#{} waiting for the request body", self.context_id);
@@ -111,8 +120,16 @@ impl AuthzRequest {
         action(verdict)
     }
 
-    pub fn on_request_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Action {
-        log::debug!("#{} request body: {body_size} bytes buffered, end of stream {end_of_stream}", self.context_id);
+    pub fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        log::debug!(
+            "#{} request body: {body_size} bytes buffered, end of stream {end_of_stream}",
+            self.context_id
+        );
         if self.state != State::Buffering {
             return match self.state {
                 State::Calling { .. } => Action::Pause,
@@ -134,24 +151,38 @@ impl AuthzRequest {
             return Action::Pause;
         }
         let bytes = host.request_body(max.min(body_size)).unwrap_or_default();
-        let body = RequestBody { partial: body_size > bytes.len(), bytes };
+        let body = RequestBody {
+            partial: body_size > bytes.len(),
+            bytes,
+        };
         let verdict = self.check(host, provider, Some(&body));
         action(verdict)
     }
 
-    pub fn on_call_response(&mut self, host: &dyn Host, token: u32, num_headers: usize, body_size: usize) {
+    pub fn on_call_response(
+        &mut self,
+        host: &dyn Host,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+    ) {
         match self.state {
             State::Calling { token: expected } if expected == token => {}
             _ => {
-                log::warn!("#{} ignoring callout answer with unknown token {token}", self.context_id);
+                log::warn!(
+                    "#{} ignoring callout answer with unknown token {token}",
+                    self.context_id
+                );
                 return;
             }
         }
         if let Some(started) = self.call_started {
             let elapsed = host.now().duration_since(started).unwrap_or_default();
-            self.metrics.record(host, Metric::ExtAuthzLatencyMs, elapsed.as_millis() as u64);
+            self.metrics
+                .record(host, Metric::ExtAuthzLatencyMs, elapsed.as_millis() as u64);
         }
-        let response: Option<CallResponse> = (num_headers > 0).then(|| host.call_response(body_size));
+        let response: Option<CallResponse> =
+            (num_headers > 0).then(|| host.call_response(body_size));
         let config = Rc::clone(&self.config);
         let Some(provider) = config.custom_provider() else {
             self.reply_internal_error(host);
@@ -173,7 +204,10 @@ impl AuthzRequest {
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Reads headers once, normalizes the path (rewriting `:path` when it changed) and gathers
@@ -182,7 +216,12 @@ impl AuthzRequest {
         self.headers = host
             .request_headers()
             .into_iter()
-            .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.to_ascii_lowercase(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
             .collect();
         let raw_path = self.header(":path").unwrap_or("/").to_string();
         let normalized = normalize(&raw_path, self.config.path_normalization);
@@ -196,12 +235,16 @@ impl AuthzRequest {
             host.set_request_header(":path", Some(&self.request_path));
             headers::apply(
                 &mut self.headers,
-                &[HeaderMutation::Set { name: ":path".into(), value: self.request_path.clone() }],
+                &[HeaderMutation::Set {
+                    name: ":path".into(),
+                    value: self.request_path.clone(),
+                }],
             );
         }
         let needs = self.config.needs;
         let source_ip = if needs.source_ip || needs.remote_ip {
-            host.property(&["source", "address"]).and_then(|a| parse_ip(&a))
+            host.property(&["source", "address"])
+                .and_then(|a| parse_ip(&a))
         } else {
             None
         };
@@ -213,12 +256,14 @@ impl AuthzRequest {
             source_ip,
             remote_ip: source_ip,
             destination_ip: if needs.destination_ip {
-                host.property(&["destination", "address"]).and_then(|a| parse_ip(&a))
+                host.property(&["destination", "address"])
+                    .and_then(|a| parse_ip(&a))
             } else {
                 None
             },
             destination_port: if needs.destination_port {
-                host.property(&["destination", "port"]).and_then(|p| parse_port(&p))
+                host.property(&["destination", "port"])
+                    .and_then(|p| parse_port(&p))
             } else {
                 None
             },
@@ -231,7 +276,11 @@ impl AuthzRequest {
             },
             peer_principal: if needs.peer_principal {
                 host.property(&["connection", "uri_san_peer_certificate"])
-                    .map(|s| String::from_utf8_lossy(&s).trim_start_matches("spiffe://").to_string())
+                    .map(|s| {
+                        String::from_utf8_lossy(&s)
+                            .trim_start_matches("spiffe://")
+                            .to_string()
+                    })
                     .filter(|s| !s.is_empty())
             } else {
                 None
@@ -241,31 +290,67 @@ impl AuthzRequest {
     }
 
     /// Sends the check request; a failed dispatch is an error under the failure mode.
-    fn check(&mut self, host: &dyn Host, provider: &Provider, body: Option<&RequestBody>) -> Verdict {
-        let source = RequestSource { headers: &self.headers, host };
-        let request = build_check_request(provider, &self.headers, &self.request_path, body, &source);
-        let headers: Vec<(&str, &str)> = request.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        match host.dispatch_http_call(&provider.cluster, &headers, request.body.as_deref(), provider.timeout) {
+    fn check(
+        &mut self,
+        host: &dyn Host,
+        provider: &Provider,
+        body: Option<&RequestBody>,
+    ) -> Verdict {
+        let source = RequestSource {
+            headers: &self.headers,
+            host,
+        };
+        let request =
+            build_check_request(provider, &self.headers, &self.request_path, body, &source);
+        let headers: Vec<(&str, &str)> = request
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        match host.dispatch_http_call(
+            &provider.cluster,
+            &headers,
+            request.body.as_deref(),
+            provider.timeout,
+        ) {
             Ok(token) => {
                 self.state = State::Calling { token };
                 self.call_started = Some(host.now());
                 Verdict::Hold
             }
             Err(error) => {
-                log::warn!("#{} ext_authz dispatch to cluster {:?} failed: {error}", self.context_id, provider.cluster);
-                self.conclude(host, provider, CheckResponse::Error(ext_authz::ErrorKind::DispatchFailed))
+                log::warn!(
+                    "#{} ext_authz dispatch to cluster {:?} failed: {error}",
+                    self.context_id,
+                    provider.cluster
+                );
+                self.conclude(
+                    host,
+                    provider,
+                    CheckResponse::Error(ext_authz::ErrorKind::DispatchFailed),
+                )
             }
         }
     }
 
     /// Applies the authorization service's verdict, then the local policies when it allows.
-    fn conclude(&mut self, host: &dyn Host, provider: &Provider, outcome: CheckResponse) -> Verdict {
+    fn conclude(
+        &mut self,
+        host: &dyn Host,
+        provider: &Provider,
+        outcome: CheckResponse,
+    ) -> Verdict {
         match outcome {
-            CheckResponse::Ok { upstream, downstream } => {
+            CheckResponse::Ok {
+                upstream,
+                downstream,
+            } => {
                 self.metrics.increment(host, Metric::ExtAuthzOk);
                 for mutation in &upstream {
                     match mutation {
-                        HeaderMutation::Set { name, value } => host.set_request_header(name, Some(value)),
+                        HeaderMutation::Set { name, value } => {
+                            host.set_request_header(name, Some(value))
+                        }
                         HeaderMutation::Remove { name } => host.set_request_header(name, None),
                         HeaderMutation::Append { .. } => {}
                     }
@@ -274,20 +359,39 @@ impl AuthzRequest {
                 self.downstream_on_allow = downstream;
                 self.decide_locally(host)
             }
-            CheckResponse::Denied { status, headers, body } => {
+            CheckResponse::Denied {
+                status,
+                headers,
+                body,
+            } => {
                 self.metrics.increment(host, Metric::ExtAuthzDenied);
-                log::info!("#{} denied by ext_authz provider {:?} with status {status}", self.context_id, provider.name);
-                let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                log::info!(
+                    "#{} denied by ext_authz provider {:?} with status {status}",
+                    self.context_id,
+                    provider.name
+                );
+                let headers: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
                 self.reply(host, status, &headers, &body)
             }
             CheckResponse::Error(kind) => {
                 self.metrics.increment(host, Metric::ExtAuthzError);
                 if provider.fail_open {
-                    self.metrics.increment(host, Metric::ExtAuthzFailureModeAllowed);
-                    log::warn!("#{} ext_authz error ({kind:?}); failOpen lets the request through", self.context_id);
+                    self.metrics
+                        .increment(host, Metric::ExtAuthzFailureModeAllowed);
+                    log::warn!(
+                        "#{} ext_authz error ({kind:?}); failOpen lets the request through",
+                        self.context_id
+                    );
                     self.decide_locally(host)
                 } else {
-                    log::info!("#{} denied: ext_authz error ({kind:?}), statusOnError {}", self.context_id, provider.status_on_error);
+                    log::info!(
+                        "#{} denied: ext_authz error ({kind:?}), statusOnError {}",
+                        self.context_id,
+                        provider.status_on_error
+                    );
                     self.reply(host, provider.status_on_error, &[], b"")
                 }
             }
@@ -308,7 +412,10 @@ impl AuthzRequest {
                 Verdict::Proceed
             }
             LocalDecision::Denied { policy } => {
-                log::info!("#{} denied by policy {policy:?}: DENY rule matched", self.context_id);
+                log::info!(
+                    "#{} denied by policy {policy:?}: DENY rule matched",
+                    self.context_id
+                );
                 self.metrics.increment(host, Metric::RbacDenied);
                 self.reply(host, 403, &[], RBAC_DENIED_BODY.as_bytes())
             }
@@ -321,7 +428,10 @@ impl AuthzRequest {
     }
 
     fn reply_too_large(&mut self, host: &dyn Host) -> Verdict {
-        log::info!("#{} denied: request body over maxRequestBytes", self.context_id);
+        log::info!(
+            "#{} denied: request body over maxRequestBytes",
+            self.context_id
+        );
         self.metrics.increment(host, Metric::RequestTooLarge);
         self.reply(host, 413, &[], PAYLOAD_TOO_LARGE_BODY.as_bytes())
     }
@@ -330,7 +440,13 @@ impl AuthzRequest {
         self.reply(host, 500, &[], b"")
     }
 
-    fn reply(&mut self, host: &dyn Host, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Verdict {
+    fn reply(
+        &mut self,
+        host: &dyn Host,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Verdict {
         self.state = State::Replied;
         host.send_response(status, headers, body);
         Verdict::Hold
@@ -363,7 +479,10 @@ struct RequestSource<'a> {
 
 impl TemplateSource for RequestSource<'_> {
     fn request_header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 
     fn remote_address(&self) -> Option<String> {

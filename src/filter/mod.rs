@@ -30,7 +30,12 @@ mod wasm {
                 &format!("inline-authz panicked, failing closed: {info}"),
             );
         }));
-        proxy_wasm::set_root_context(|_| Box::new(Root { config: None, metrics: Rc::new(Metrics::default()) }));
+        proxy_wasm::set_root_context(|_| {
+            Box::new(Root {
+                config: None,
+                metrics: Rc::new(Metrics::default()),
+            })
+        });
     }
 
     fn to_proxy(action: Action) -> ProxyAction {
@@ -55,10 +60,11 @@ mod wasm {
         }
 
         fn on_configure(&mut self, _size: usize) -> bool {
-            let bytes = proxy_wasm::hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+            let bytes =
+                proxy_wasm::hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
             match Config::parse(&bytes) {
                 Ok(config) => {
                     log::info!(
@@ -96,21 +102,39 @@ mod wasm {
     }
 
     impl Context for Filter {
-        fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
-            self.request.on_call_response(&ProxyWasm, token, num_headers, body_size);
+        fn on_http_call_response(
+            &mut self,
+            token: u32,
+            num_headers: usize,
+            body_size: usize,
+            _trailers: usize,
+        ) {
+            self.request
+                .on_call_response(&ProxyWasm, token, num_headers, body_size);
         }
     }
 
     impl HttpContext for Filter {
-        fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> ProxyAction {
+        fn on_http_request_headers(
+            &mut self,
+            _num_headers: usize,
+            end_of_stream: bool,
+        ) -> ProxyAction {
             to_proxy(self.request.on_request_headers(&ProxyWasm, end_of_stream))
         }
 
         fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> ProxyAction {
-            to_proxy(self.request.on_request_body(&ProxyWasm, body_size, end_of_stream))
+            to_proxy(
+                self.request
+                    .on_request_body(&ProxyWasm, body_size, end_of_stream),
+            )
         }
 
-        fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> ProxyAction {
+        fn on_http_response_headers(
+            &mut self,
+            _num_headers: usize,
+            _end_of_stream: bool,
+        ) -> ProxyAction {
             to_proxy(self.request.on_response_headers(&ProxyWasm))
         }
     }

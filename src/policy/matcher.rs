@@ -47,7 +47,12 @@ pub struct HeaderNames(Vec<StringMatch>);
 
 impl HeaderNames {
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> HeaderNames {
-        HeaderNames(patterns.iter().map(|p| StringMatch::parse_lowercase(p.as_ref())).collect())
+        HeaderNames(
+            patterns
+                .iter()
+                .map(|p| StringMatch::parse_lowercase(p.as_ref()))
+                .collect(),
+        )
     }
 
     /// `name` must already be lowercase (header names from Envoy are).
@@ -70,7 +75,10 @@ pub struct HostMatch {
 impl HostMatch {
     pub fn parse(pattern: &str) -> HostMatch {
         let has_port = split_port(pattern).1.is_some();
-        HostMatch { pattern: StringMatch::parse_lowercase(pattern), has_port }
+        HostMatch {
+            pattern: StringMatch::parse_lowercase(pattern),
+            has_port,
+        }
     }
 
     pub fn matches(&self, authority: &str) -> bool {
@@ -147,7 +155,9 @@ impl PathMatch {
         match self {
             PathMatch::String(m) => m.matches(path),
             PathMatch::Template(segments) => {
-                let Some(body) = path.strip_prefix('/') else { return false };
+                let Some(body) = path.strip_prefix('/') else {
+                    return false;
+                };
                 let mut rest = body;
                 for (i, segment) in segments.iter().enumerate() {
                     let last = i + 1 == segments.len();
@@ -205,7 +215,10 @@ impl Cidr {
                 .filter(|l| *l <= max)
                 .ok_or_else(|| format!("{text:?} has an invalid prefix length"))?,
         };
-        Ok(Cidr { network, prefix_len })
+        Ok(Cidr {
+            network,
+            prefix_len,
+        })
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -215,11 +228,15 @@ impl Cidr {
         };
         match (self.network, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -244,7 +261,11 @@ mod tests {
             ("GET", "get", false),
         ];
         for (pattern, value, want) in cases {
-            assert_eq!(StringMatch::parse(pattern).matches(value), want, "{pattern} vs {value}");
+            assert_eq!(
+                StringMatch::parse(pattern).matches(value),
+                want,
+                "{pattern} vs {value}"
+            );
         }
     }
 
@@ -272,7 +293,11 @@ mod tests {
             ("[::1]", "[::1]:80", true),
         ];
         for (pattern, authority, want) in cases {
-            assert_eq!(HostMatch::parse(pattern).matches(authority), want, "{pattern} vs {authority}");
+            assert_eq!(
+                HostMatch::parse(pattern).matches(authority),
+                want,
+                "{pattern} vs {authority}"
+            );
         }
     }
 
@@ -299,8 +324,12 @@ mod tests {
         let host = Cidr::parse("127.0.0.1").unwrap();
         assert!(host.contains("127.0.0.1".parse().unwrap()));
         assert!(!host.contains("127.0.0.2".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert!(Cidr::parse("2001:db8::/32").unwrap().contains("2001:db8::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("2001:db8::/32")
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
         for bad in ["10.0.0.0/33", "10.0.0", "banana", "10.0.0.0/x"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }

@@ -131,7 +131,9 @@ impl Constraint {
             Attribute::SourceIp => request.source_ip.is_some_and(|ip| any(Value::Ip(ip))),
             Attribute::RemoteIp => request.remote_ip.is_some_and(|ip| any(Value::Ip(ip))),
             Attribute::DestinationIp => request.destination_ip.is_some_and(|ip| any(Value::Ip(ip))),
-            Attribute::DestinationPort => request.destination_port.is_some_and(|p| any(Value::Port(p))),
+            Attribute::DestinationPort => request
+                .destination_port
+                .is_some_and(|p| any(Value::Port(p))),
             Attribute::Sni => request.sni.as_deref().is_some_and(|s| any(Value::Text(s))),
             Attribute::PeerPrincipal => request
                 .peer_principal
@@ -155,10 +157,11 @@ impl Constraint {
                 .as_ref()
                 .and_then(|a| a.presenter.as_deref())
                 .is_some_and(|p| any(Value::Text(p))),
-            Attribute::AuthClaim(path) => request
-                .auth
-                .as_ref()
-                .is_some_and(|a| claim_values(&a.claims, path).iter().any(|v| any(Value::Text(v)))),
+            Attribute::AuthClaim(path) => request.auth.as_ref().is_some_and(|a| {
+                claim_values(&a.claims, path)
+                    .iter()
+                    .any(|v| any(Value::Text(v)))
+            }),
         };
         hit != self.negated
     }
@@ -264,7 +267,9 @@ impl Policies {
     /// DENY, then ALLOW, as Istio's RBAC filters order them.
     pub fn evaluate_local(&self, request: &RequestAttributes) -> LocalDecision<'_> {
         if let Some(policy) = self.deny.iter().find(|p| p.matches(request)) {
-            return LocalDecision::Denied { policy: &policy.name };
+            return LocalDecision::Denied {
+                policy: &policy.name,
+            };
         }
         if self.allow.is_empty() || self.allow.iter().any(|p| p.matches(request)) {
             LocalDecision::Allow
@@ -281,7 +286,10 @@ mod tests {
     fn text(attribute: Attribute, values: &[&str], negated: bool) -> Constraint {
         Constraint {
             attribute,
-            values: values.iter().map(|v| ValueMatch::Text(StringMatch::parse(v))).collect(),
+            values: values
+                .iter()
+                .map(|v| ValueMatch::Text(StringMatch::parse(v)))
+                .collect(),
             negated,
         }
     }
@@ -307,17 +315,27 @@ mod tests {
     }
 
     fn policy(name: &str, rules: Vec<Rule>) -> Policy {
-        Policy { name: name.into(), rules }
+        Policy {
+            name: name.into(),
+            rules,
+        }
     }
 
     #[test]
     fn rule_parts_are_anded_and_entries_ored() {
         let rule = Rule {
             to: vec![
-                vec![paths(&["/headers"], false), text(Attribute::Method, &["GET"], false)],
+                vec![
+                    paths(&["/headers"], false),
+                    text(Attribute::Method, &["GET"], false),
+                ],
                 vec![paths(&["/admin/*"], false)],
             ],
-            when: vec![text(Attribute::Header("x-team".into()), &["blue", "green"], false)],
+            when: vec![text(
+                Attribute::Header("x-team".into()),
+                &["blue", "green"],
+                false,
+            )],
             ..Default::default()
         };
         let mut r = request("GET", "/headers");
@@ -333,7 +351,10 @@ mod tests {
     #[test]
     fn not_fields_exclude() {
         let rule = Rule {
-            to: vec![vec![paths(&["/api/*"], false), paths(&["/api/health"], true)]],
+            to: vec![vec![
+                paths(&["/api/*"], false),
+                paths(&["/api/health"], true),
+            ]],
             ..Default::default()
         };
         assert!(rule.matches(&request("GET", "/api/users")));
@@ -349,14 +370,38 @@ mod tests {
     #[test]
     fn deny_wins_over_allow_and_allow_needs_a_match() {
         let policies = Policies {
-            deny: vec![policy("no-admin", vec![Rule { to: vec![vec![paths(&["/admin"], false)]], ..Default::default() }])],
-            allow: vec![policy("get-only", vec![Rule { to: vec![vec![text(Attribute::Method, &["GET"], false)]], ..Default::default() }])],
+            deny: vec![policy(
+                "no-admin",
+                vec![Rule {
+                    to: vec![vec![paths(&["/admin"], false)]],
+                    ..Default::default()
+                }],
+            )],
+            allow: vec![policy(
+                "get-only",
+                vec![Rule {
+                    to: vec![vec![text(Attribute::Method, &["GET"], false)]],
+                    ..Default::default()
+                }],
+            )],
             ..Default::default()
         };
-        assert_eq!(policies.evaluate_local(&request("GET", "/admin")), LocalDecision::Denied { policy: "no-admin" });
-        assert_eq!(policies.evaluate_local(&request("GET", "/ip")), LocalDecision::Allow);
-        assert_eq!(policies.evaluate_local(&request("POST", "/ip")), LocalDecision::NoAllowMatch);
-        assert_eq!(Policies::default().evaluate_local(&request("POST", "/ip")), LocalDecision::Allow);
+        assert_eq!(
+            policies.evaluate_local(&request("GET", "/admin")),
+            LocalDecision::Denied { policy: "no-admin" }
+        );
+        assert_eq!(
+            policies.evaluate_local(&request("GET", "/ip")),
+            LocalDecision::Allow
+        );
+        assert_eq!(
+            policies.evaluate_local(&request("POST", "/ip")),
+            LocalDecision::NoAllowMatch
+        );
+        assert_eq!(
+            Policies::default().evaluate_local(&request("POST", "/ip")),
+            LocalDecision::Allow
+        );
     }
 
     #[test]
@@ -387,9 +432,17 @@ mod tests {
         r.destination_port = Some(8000);
         assert!(text(Attribute::Namespace, &["foo"], false).matches(&r));
         assert!(text(Attribute::PeerPrincipal, &["*/sa/bar"], false).matches(&r));
-        let ip = Constraint { attribute: Attribute::SourceIp, values: vec![ValueMatch::Ip(Cidr::parse("10.0.0.0/8").unwrap())], negated: false };
+        let ip = Constraint {
+            attribute: Attribute::SourceIp,
+            values: vec![ValueMatch::Ip(Cidr::parse("10.0.0.0/8").unwrap())],
+            negated: false,
+        };
         assert!(ip.matches(&r));
-        let port = Constraint { attribute: Attribute::DestinationPort, values: vec![ValueMatch::Port(8000)], negated: true };
+        let port = Constraint {
+            attribute: Attribute::DestinationPort,
+            values: vec![ValueMatch::Port(8000)],
+            negated: true,
+        };
         assert!(!port.matches(&r));
     }
 
@@ -403,7 +456,12 @@ mod tests {
             claims: serde_json::json!({"groups": ["dev", "ops"], "org": {"team": "blue"}, "level": 3}),
         });
         assert!(text(Attribute::AuthClaim(vec!["groups".into()]), &["ops"], false).matches(&r));
-        assert!(text(Attribute::AuthClaim(vec!["org".into(), "team".into()]), &["blue"], false).matches(&r));
+        assert!(text(
+            Attribute::AuthClaim(vec!["org".into(), "team".into()]),
+            &["blue"],
+            false
+        )
+        .matches(&r));
         assert!(text(Attribute::AuthClaim(vec!["level".into()]), &["3"], false).matches(&r));
         assert!(text(Attribute::AuthAudiences, &["b"], false).matches(&r));
         assert!(text(Attribute::RequestPrincipal, &["iss/*"], false).matches(&r));

@@ -55,9 +55,14 @@ pub fn normalize(request_path: &str, mode: PathNormalization) -> NormalizedPath 
         _ if !path.starts_with('/') && !path.starts_with('\\') => path.to_string(),
         PathNormalization::Base => canonical(path),
         PathNormalization::MergeSlashes => merge_slashes(&canonical(path)),
-        PathNormalization::DecodeAndMergeSlashes => merge_slashes(&canonical(&unescape_slashes(path))),
+        PathNormalization::DecodeAndMergeSlashes => {
+            merge_slashes(&canonical(&unescape_slashes(path)))
+        }
     };
-    NormalizedPath { path, query: query.to_string() }
+    NormalizedPath {
+        path,
+        query: query.to_string(),
+    }
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -75,7 +80,10 @@ fn unescape_slashes(path: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let pair = [bytes[i + 1].to_ascii_uppercase(), bytes[i + 2].to_ascii_uppercase()];
+            let pair = [
+                bytes[i + 1].to_ascii_uppercase(),
+                bytes[i + 2].to_ascii_uppercase(),
+            ];
             if pair == *b"2F" {
                 out.push(b'/');
                 i += 3;
@@ -217,7 +225,10 @@ mod tests {
         assert_eq!(path("/a//b///c", MergeSlashes), "/a/b/c");
         assert_eq!(path("/a%2Fb", MergeSlashes), "/a%2Fb");
         assert_eq!(path("/a%2fb", DecodeAndMergeSlashes), "/a/b");
-        assert_eq!(path("/admin%2F..%2Fheaders", DecodeAndMergeSlashes), "/headers");
+        assert_eq!(
+            path("/admin%2F..%2Fheaders", DecodeAndMergeSlashes),
+            "/headers"
+        );
         assert_eq!(path("/a%5cb", DecodeAndMergeSlashes), "/a/b");
         assert_eq!(path("//headers/../x", None), "//headers/../x");
     }

@@ -6,7 +6,16 @@ use crate::http::{Call, Request};
 use crate::scenario::{marker, Bed};
 
 /// Headers whose values change on every request.
-const VOLATILE: [&str; 5] = ["date", "x-request-id", "x-envoy-upstream-service-time", "server", "connection"];
+const VOLATILE: [&str; 5] = [
+    "date",
+    "x-request-id",
+    "x-envoy-upstream-service-time",
+    "server",
+    "connection",
+];
+
+/// A request as the authorization service received it: method, target, sorted headers, body.
+pub type Seen = (String, String, Vec<(String, String)>, String);
 
 /// Everything observable about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,14 +25,17 @@ pub struct Observed {
     pub headers: Vec<(String, String)>,
     pub body: String,
     /// What the authorization service received: method, target, sorted headers, body.
-    pub authz: Vec<(String, String, Vec<(String, String)>, String)>,
+    pub authz: Vec<Seen>,
     /// Headers the upstream received, if the request got there.
     pub upstream: Option<Vec<(String, String)>>,
 }
 
 impl Observed {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -50,7 +62,7 @@ fn tidy_body(body: &str, mark: &str) -> String {
     }
 }
 
-fn seen(request: &Request, mark: &str) -> (String, String, Vec<(String, String)>, String) {
+fn seen(request: &Request, mark: &str) -> Seen {
     (
         request.method.clone(),
         request.target.replace(mark, "MARK"),
@@ -66,8 +78,17 @@ pub fn observe(bed: &Bed, listener: &str, make: &dyn Fn(&str) -> Call) -> Observ
     let response = call
         .send(bed.port(listener))
         .unwrap_or_else(|e| panic!("{listener}: {e}\n{}", bed.envoy.log_tail(30)));
-    let authz = bed.authz.with(&mark).iter().map(|r| seen(r, &mark)).collect();
-    let upstream = bed.upstream.with(&mark).first().map(|r| tidy(&r.headers, &mark));
+    let authz = bed
+        .authz
+        .with(&mark)
+        .iter()
+        .map(|r| seen(r, &mark))
+        .collect();
+    let upstream = bed
+        .upstream
+        .with(&mark)
+        .first()
+        .map(|r| tidy(&r.headers, &mark));
     Observed {
         status: response.status,
         headers: tidy(&response.headers, &mark),
@@ -81,6 +102,9 @@ pub fn observe(bed: &Bed, listener: &str, make: &dyn Fn(&str) -> Call) -> Observ
 pub fn same(bed: &Bed, filter: &str, native: &str, make: &dyn Fn(&str) -> Call) -> Observed {
     let ours = observe(bed, filter, make);
     let theirs = observe(bed, native, make);
-    assert_eq!(ours, theirs, "\n{filter} (left) and {native} (right) differ");
+    assert_eq!(
+        ours, theirs,
+        "\n{filter} (left) and {native} (right) differ"
+    );
     ours
 }

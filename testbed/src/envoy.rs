@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 /// The repository root (the parent of `testbed/`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The filter as built by `cargo wasm`, or `INLINE_AUTHZ_WASM`. Refuses a missing or stale file
@@ -28,10 +31,18 @@ pub fn wasm_path() -> Result<PathBuf, String> {
     let wasm = root.join("target/wasm32-wasip1/release/inline_authz.wasm");
     let built = fs::metadata(&wasm)
         .and_then(|m| m.modified())
-        .map_err(|_| format!("{} is missing: run `cargo wasm` first (scripts/test does)", wasm.display()))?;
+        .map_err(|_| {
+            format!(
+                "{} is missing: run `cargo wasm` first (scripts/test does)",
+                wasm.display()
+            )
+        })?;
     if let Some(newest) = newest_source(&root.join("src")) {
         if newest > built {
-            return Err(format!("{} is older than src/: run `cargo wasm` again", wasm.display()));
+            return Err(format!(
+                "{} is older than src/: run `cargo wasm` again",
+                wasm.display()
+            ));
         }
     }
     Ok(wasm)
@@ -64,17 +75,22 @@ pub fn render(template: &str, vars: &HashMap<&str, String>) -> Result<String, St
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').ok_or("unterminated ${")? + start;
         let name = &rest[start + 2..end];
-        out.push_str(vars.get(name).ok_or_else(|| format!("no value for ${{{name}}}"))?);
+        out.push_str(
+            vars.get(name)
+                .ok_or_else(|| format!("no value for ${{{name}}}"))?,
+        );
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
 }
 
+type SpawnRequest = (Command, Sender<io::Result<Child>>);
+
 /// Children are spawned from one thread that lives as long as the process, so that
 /// `PR_SET_PDEATHSIG` kills them when the test binary exits, however it exits.
-static SPAWNER: LazyLock<Mutex<Sender<(Command, Sender<io::Result<Child>>)>>> = LazyLock::new(|| {
-    let (tx, rx) = channel::<(Command, Sender<io::Result<Child>>)>();
+static SPAWNER: LazyLock<Mutex<Sender<SpawnRequest>>> = LazyLock::new(|| {
+    let (tx, rx) = channel::<SpawnRequest>();
     thread::spawn(move || {
         for (mut command, reply) in rx {
             let _ = reply.send(command.spawn());
@@ -128,7 +144,15 @@ impl Envoy {
         command
             .arg("-c")
             .arg(&config_path)
-            .args(["--concurrency", "1", "--use-dynamic-base-id", "-l", "info", "--component-log-level", "wasm:debug"])
+            .args([
+                "--concurrency",
+                "1",
+                "--use-dynamic-base-id",
+                "-l",
+                "info",
+                "--component-log-level",
+                "wasm:debug",
+            ])
             .arg("--admin-address-path")
             .arg(&admin_file)
             .arg("--log-path")
@@ -136,9 +160,17 @@ impl Envoy {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = spawn_tied_to_us(command).map_err(|e| format!("cannot start {}: {e}", envoy_binary()))?;
-        let mut envoy = Envoy { child, dir, admin_port: 0, listeners: HashMap::new() };
-        envoy.wait_ready().map_err(|e| format!("{e}\n--- envoy log tail ---\n{}", envoy.log_tail(40)))?;
+        let child = spawn_tied_to_us(command)
+            .map_err(|e| format!("cannot start {}: {e}", envoy_binary()))?;
+        let mut envoy = Envoy {
+            child,
+            dir,
+            admin_port: 0,
+            listeners: HashMap::new(),
+        };
+        envoy
+            .wait_ready()
+            .map_err(|e| format!("{e}\n--- envoy log tail ---\n{}", envoy.log_tail(40)))?;
         Ok(envoy)
     }
 
@@ -151,7 +183,12 @@ impl Envoy {
             }
             if self.admin_port == 0 {
                 if let Ok(text) = fs::read_to_string(&admin_file) {
-                    self.admin_port = text.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                    self.admin_port = text
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0);
                 }
             }
             if self.admin_port != 0 && self.admin("/ready").is_ok_and(|r| r.starts_with("LIVE")) {
@@ -167,18 +204,25 @@ impl Envoy {
     pub fn admin(&self, path: &str) -> io::Result<String> {
         let response = crate::http::Call::get(path).send(self.admin_port)?;
         if response.status != 200 {
-            return Err(io::Error::other(format!("admin {path}: HTTP {}", response.status)));
+            return Err(io::Error::other(format!(
+                "admin {path}: HTTP {}",
+                response.status
+            )));
         }
         Ok(response.text())
     }
 
     fn read_listeners(&self) -> Result<HashMap<String, u16>, String> {
-        let text = self.admin("/listeners?format=json").map_err(|e| e.to_string())?;
+        let text = self
+            .admin("/listeners?format=json")
+            .map_err(|e| e.to_string())?;
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
         let mut out = HashMap::new();
         for status in json["listener_statuses"].as_array().into_iter().flatten() {
             let name = status["name"].as_str().unwrap_or_default().to_string();
-            let port = status["local_address"]["socket_address"]["port_value"].as_u64().unwrap_or(0);
+            let port = status["local_address"]["socket_address"]["port_value"]
+                .as_u64()
+                .unwrap_or(0);
             out.insert(name, port as u16);
         }
         Ok(out)
@@ -188,13 +232,18 @@ impl Envoy {
     pub fn port(&self, listener: &str) -> u16 {
         match self.listeners.get(listener) {
             Some(port) => *port,
-            None => panic!("no listener named {listener:?}; have {:?}", self.listeners.keys()),
+            None => panic!(
+                "no listener named {listener:?}; have {:?}",
+                self.listeners.keys()
+            ),
         }
     }
 
     /// Counter and gauge values whose names contain `filter`.
     pub fn stats(&self, filter: &str) -> HashMap<String, u64> {
-        let text = self.admin(&format!("/stats?filter={filter}")).unwrap_or_default();
+        let text = self
+            .admin(&format!("/stats?filter={filter}"))
+            .unwrap_or_default();
         text.lines()
             .filter_map(|l| l.split_once(": "))
             .filter_map(|(n, v)| v.trim().parse().ok().map(|v| (n.to_string(), v)))
@@ -232,7 +281,11 @@ impl Drop for Envoy {
 
 /// Runs `envoy --mode validate` on a config; Ok when Envoy accepts it, else its output.
 pub fn validate(config: &str) -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("inline-authz-validate-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+    let dir = std::env::temp_dir().join(format!(
+        "inline-authz-validate-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let path = dir.join("envoy.yaml");
     fs::write(&path, config).map_err(|e| e.to_string())?;
@@ -248,6 +301,23 @@ pub fn validate(config: &str) -> Result<(), String> {
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_fills_placeholders_and_refuses_unknown_ones() {
+        let vars = HashMap::from([("A", "1".to_string())]);
+        assert_eq!(render("x ${A} y", &vars), Ok("x 1 y".to_string()));
+        assert!(render("${B}", &vars).is_err());
+        assert!(render("${A", &vars).is_err());
     }
 }

@@ -22,11 +22,18 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn path(&self) -> &str {
@@ -55,7 +62,10 @@ pub struct Response {
 
 impl Response {
     pub fn new(status: u16) -> Response {
-        Response { status, ..Default::default() }
+        Response {
+            status,
+            ..Default::default()
+        }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Response {
@@ -69,11 +79,18 @@ impl Response {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn get_all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn text(&self) -> String {
@@ -135,9 +152,13 @@ fn serve(stream: TcpStream, handler: Handler) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     loop {
-        let Some(mut request) = read_request(&mut reader)? else { return Ok(()) };
+        let Some(mut request) = read_request(&mut reader)? else {
+            return Ok(());
+        };
         request.peer = peer;
-        let close = request.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let close = request
+            .header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
         let response = match handler(&request) {
             Reply::Respond(r) => r,
             Reply::After(delay, r) => {
@@ -188,7 +209,12 @@ fn parse_headers(lines: &[String]) -> Vec<(String, String)> {
 }
 
 fn read_body<R: BufRead>(reader: &mut R, headers: &[(String, String)]) -> io::Result<Vec<u8>> {
-    let get = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
     if get("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked")) {
         let mut body = Vec::new();
         loop {
@@ -209,20 +235,30 @@ fn read_body<R: BufRead>(reader: &mut R, headers: &[(String, String)]) -> io::Re
             body.extend_from_slice(&chunk);
         }
     }
-    let length = get("content-length").and_then(|l| l.parse::<usize>().ok()).unwrap_or(0);
+    let length = get("content-length")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
     Ok(body)
 }
 
 fn read_request<R: BufRead>(reader: &mut R) -> io::Result<Option<Request>> {
-    let Some(lines) = read_head(reader)? else { return Ok(None) };
+    let Some(lines) = read_head(reader)? else {
+        return Ok(None);
+    };
     let mut parts = lines[0].splitn(3, ' ');
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
     let headers = parse_headers(&lines[1..]);
     let body = read_body(reader, &headers)?;
-    Ok(Some(Request { method, target, headers, body, peer: None }))
+    Ok(Some(Request {
+        method,
+        target,
+        headers,
+        body,
+        peer: None,
+    }))
 }
 
 fn reason(status: u16) -> &'static str {
@@ -239,7 +275,11 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn write_response(writer: &mut TcpStream, response: &Response, head: bool) -> io::Result<()> {
-    let mut out = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        response.status,
+        reason(response.status)
+    );
     for (name, value) in &response.headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -276,7 +316,12 @@ impl Call {
     }
 
     pub fn new(method: &str, target: &str) -> Call {
-        Call { method: method.into(), target: target.into(), headers: Vec::new(), body: None }
+        Call {
+            method: method.into(),
+            target: target.into(),
+            headers: Vec::new(),
+            body: None,
+        }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Call {
@@ -289,14 +334,22 @@ impl Call {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut head = format!("{} {} HTTP/1.1\r\n", self.method, self.target);
-        if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        if !self
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("host"))
+        {
             head.push_str("host: localhost\r\n");
         }
         for (name, value) in &self.headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         if let Some(body) = &self.body {
-            if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding")) {
+            if !self
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+            {
                 head.push_str(&format!("content-length: {}\r\n", body.len()));
             }
         }
@@ -327,6 +380,10 @@ impl Call {
             reader.read_to_end(&mut rest)?;
             rest
         };
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }

@@ -15,18 +15,29 @@ pub enum Listener {
     /// The filter with this plugin configuration (JSON).
     Wasm { name: String, config: String },
     /// Native `ext_authz` with this typed_config (JSON), enabled on one path / prefix only.
-    Native { name: String, ext_authz: String, protected_path: String, protected_prefix: String },
+    Native {
+        name: String,
+        ext_authz: String,
+        protected_path: String,
+        protected_prefix: String,
+    },
+    /// Native RBAC with this typed_config (JSON), behind Envoy's `normalize_path`.
+    NativeRbac { name: String, rbac: String },
 }
 
 impl Listener {
     pub fn wasm(name: &str, config: &str) -> Listener {
-        Listener::Wasm { name: name.into(), config: config.into() }
+        Listener::Wasm {
+            name: name.into(),
+            config: config.into(),
+        }
     }
 
     /// A plugin configuration kept under `envoy/scenarios/<file>`.
     pub fn wasm_file(name: &str, file: &str) -> Listener {
         let path = repo_root().join("envoy/scenarios").join(file);
-        let config = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let config =
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Listener::wasm(name, &config)
     }
 
@@ -37,6 +48,13 @@ impl Listener {
             protected_path: protected_path.into(),
             // A prefix no request uses: only the exact path is protected.
             protected_prefix: "/__never__".into(),
+        }
+    }
+
+    pub fn native_rbac(name: &str, rbac: &str) -> Listener {
+        Listener::NativeRbac {
+            name: name.into(),
+            rbac: rbac.into(),
         }
     }
 
@@ -74,11 +92,19 @@ fn template(name: &str) -> String {
 
 /// A loopback port nothing listens on.
 pub fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(9)
 }
 
 /// Renders the whole Envoy config for these listeners and ports.
-pub fn render_config(listeners: &[Listener], authz_port: u16, upstream_port: u16, envoy_normalize: bool) -> Result<String, String> {
+pub fn render_config(
+    listeners: &[Listener],
+    authz_port: u16,
+    upstream_port: u16,
+    envoy_normalize: bool,
+) -> Result<String, String> {
     let wasm = wasm_path()?;
     let mut rendered = String::new();
     for listener in listeners {
@@ -91,12 +117,28 @@ pub fn render_config(listeners: &[Listener], authz_port: u16, upstream_port: u16
                 vars.insert("WASM", wasm.display().to_string());
                 render(&template("listener-wasm.yaml"), &vars)?
             }
-            Listener::Native { name, ext_authz, protected_path, protected_prefix } => {
+            Listener::Native {
+                name,
+                ext_authz,
+                protected_path,
+                protected_prefix,
+            } => {
                 vars.insert("NAME", name.clone());
-                vars.insert("EXT_AUTHZ", ext_authz.split_whitespace().collect::<Vec<_>>().join(" "));
+                vars.insert(
+                    "EXT_AUTHZ",
+                    ext_authz.split_whitespace().collect::<Vec<_>>().join(" "),
+                );
                 vars.insert("PROTECTED_PATH", protected_path.clone());
                 vars.insert("PROTECTED_PREFIX", protected_prefix.clone());
                 render(&template("listener-native.yaml"), &vars)?
+            }
+            Listener::NativeRbac { name, rbac } => {
+                vars.insert("NAME", name.clone());
+                vars.insert(
+                    "RBAC",
+                    rbac.split_whitespace().collect::<Vec<_>>().join(" "),
+                );
+                render(&template("listener-native-rbac.yaml"), &vars)?
             }
         };
         rendered.push_str(&text);
@@ -117,12 +159,24 @@ impl Bed {
 
     /// As `start`, with Envoy's own `normalize_path` on or off.
     pub fn start_with(listeners: &[Listener], envoy_normalize: bool) -> Bed {
-        let (authz_server, authz) = services::start_ext_authz().unwrap_or_else(|e| panic!("authz service: {e}"));
-        let (echo_server, upstream) = services::start_echo().unwrap_or_else(|e| panic!("echo upstream: {e}"));
-        let config = render_config(listeners, authz_server.port(), echo_server.port(), envoy_normalize)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (authz_server, authz) =
+            services::start_ext_authz().unwrap_or_else(|e| panic!("authz service: {e}"));
+        let (echo_server, upstream) =
+            services::start_echo().unwrap_or_else(|e| panic!("echo upstream: {e}"));
+        let config = render_config(
+            listeners,
+            authz_server.port(),
+            echo_server.port(),
+            envoy_normalize,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let envoy = Envoy::start(&config).unwrap_or_else(|e| panic!("{e}"));
-        Bed { envoy, authz, upstream, _servers: (authz_server, echo_server) }
+        Bed {
+            envoy,
+            authz,
+            upstream,
+            _servers: (authz_server, echo_server),
+        }
     }
 
     pub fn port(&self, listener: &str) -> u16 {
@@ -135,5 +189,9 @@ impl Bed {
 pub fn marker(_tag: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("mark={:08}{:08}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "mark={:08}{:08}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }

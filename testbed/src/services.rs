@@ -15,7 +15,8 @@ pub const ALLOWED_VALUE: &str = "allow";
 pub const RESULT_HEADER: &str = "x-ext-authz-check-result";
 pub const RECEIVED_HEADER: &str = "x-ext-authz-check-received";
 pub const OVERRIDE_HEADER: &str = "x-ext-authz-additional-header-override";
-pub const DENY_BODY: &str = "denied by ext_authz for not found header `x-ext-authz: allow` in the request";
+pub const DENY_BODY: &str =
+    "denied by ext_authz for not found header `x-ext-authz: allow` in the request";
 
 /// Requests a service received, for assertions.
 #[derive(Clone, Default)]
@@ -34,7 +35,10 @@ impl Recorder {
 
     /// The requests whose target contains `marker` (tests tag requests with a unique query).
     pub fn with(&self, marker: &str) -> Vec<Request> {
-        self.all().into_iter().filter(|r| r.target.contains(marker)).collect()
+        self.all()
+            .into_iter()
+            .filter(|r| r.target.contains(marker))
+            .collect()
     }
 }
 
@@ -44,7 +48,10 @@ fn go_header_map(request: &Request) -> String {
     for (name, value) in &request.headers {
         map.entry(canonical(name)).or_default().push(value.clone());
     }
-    let entries: Vec<String> = map.iter().map(|(n, v)| format!("{n}:[{}]", v.join(" "))).collect();
+    let entries: Vec<String> = map
+        .iter()
+        .map(|(n, v)| format!("{n}:[{}]", v.join(" ")))
+        .collect();
     format!("map[{}]", entries.join(" "))
 }
 
@@ -54,7 +61,9 @@ pub fn canonical(name: &str) -> String {
         .map(|part| {
             let mut chars = part.chars();
             match chars.next() {
-                Some(first) => first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase(),
+                Some(first) => {
+                    first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+                }
                 None => String::new(),
             }
         })
@@ -107,13 +116,19 @@ fn fault(request: &Request) -> Option<Reply> {
         }
         "_sleep" => {
             let ms: u64 = segments.next()?.parse().ok()?;
-            Some(Reply::After(Duration::from_millis(ms), sample_decision(request)))
+            Some(Reply::After(
+                Duration::from_millis(ms),
+                sample_decision(request),
+            ))
         }
         "_close" => Some(Reply::Close),
         "_garbage" => Some(Reply::Raw(b"HTTP/1.1 banana\r\n\r\n".to_vec())),
         "_answer" => {
             // Answer with the status in x-answer-status and every x-answer-set-<name> header as <name>.
-            let status = request.header("x-answer-status").and_then(|s| s.parse().ok()).unwrap_or(200);
+            let status = request
+                .header("x-answer-status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(200);
             let mut response = Response::new(status);
             for (name, value) in &request.headers {
                 if let Some(real) = name.to_ascii_lowercase().strip_prefix("x-answer-set-") {
@@ -177,4 +192,59 @@ pub fn start_echo() -> std::io::Result<(Server, Recorder)> {
         Reply::Respond(echo(request))
     });
     Ok((Server::start(handler)?, recorder))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            target: "/headers?x=1".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sample_service_allows_only_the_allow_header() {
+        let allowed = sample_decision(&request(&[("host", "h"), ("x-ext-authz", "allow")]));
+        assert_eq!(allowed.status, 200);
+        assert_eq!(allowed.get(RESULT_HEADER), Some("allowed"));
+        let denied = sample_decision(&request(&[("x-ext-authz", "deny")]));
+        assert_eq!(denied.status, 403);
+        assert_eq!(denied.get(RESULT_HEADER), Some("denied"));
+        assert_eq!(denied.text(), DENY_BODY);
+        assert!(denied
+            .get(RECEIVED_HEADER)
+            .unwrap()
+            .starts_with("GET /headers?x=1, headers: map[X-Ext-Authz:[deny]]"));
+    }
+
+    #[test]
+    fn echo_answers_like_httpbin() {
+        let r = echo(&request(&[("x-a", "1"), ("X-A", "2"), ("host", "h")]));
+        let json = r.json();
+        assert_eq!(json["headers"]["X-A"], "1,2");
+        assert_eq!(json["headers"]["Host"], "h");
+        assert_eq!(
+            canonical("x-ext-authz-check-result"),
+            "X-Ext-Authz-Check-Result"
+        );
+    }
+
+    #[test]
+    fn faults_are_chosen_by_path() {
+        let mut r = request(&[]);
+        r.target = "/_status/503/headers".into();
+        assert!(matches!(fault(&r), Some(Reply::Respond(resp)) if resp.status == 503));
+        r.target = "/_close/x".into();
+        assert!(matches!(fault(&r), Some(Reply::Close)));
+        r.target = "/headers".into();
+        assert!(fault(&r).is_none());
+    }
 }

@@ -53,18 +53,26 @@ fn protected_path_pauses_and_sends_the_check_request() {
 
 #[test]
 fn service_denial_is_returned_with_its_status_body_and_listed_headers() {
-    let host = FakeHost::new().with_request("GET", "/headers", "httpbin").with_request_header("x-ext-authz", "deny");
+    let host = FakeHost::new()
+        .with_request("GET", "/headers", "httpbin")
+        .with_request_header("x-ext-authz", "deny");
     let mut request = request_with(TUTORIAL, &host);
     request.on_request_headers(&host, true);
     host.answering(
         403,
-        &[("x-ext-authz-check-result", "denied"), ("x-ext-authz-additional-header-override", "")],
+        &[
+            ("x-ext-authz-check-result", "denied"),
+            ("x-ext-authz-additional-header-override", ""),
+        ],
         "denied by ext_authz for not found header `x-ext-authz: allow` in the request",
     );
     request.on_call_response(&host, 101, 3, 70);
     let reply = host.last_reply().unwrap();
     assert_eq!(reply.status, 403);
-    assert_eq!(reply.headers, vec![("x-ext-authz-check-result".to_string(), "denied".to_string())]);
+    assert_eq!(
+        reply.headers,
+        vec![("x-ext-authz-check-result".to_string(), "denied".to_string())]
+    );
     assert!(reply.body.starts_with("denied by ext_authz"));
     assert_eq!(host.resumed.get(), 0);
     assert_eq!(host.metric("inline_authz.ext_authz.denied"), 1);
@@ -78,11 +86,21 @@ fn service_allow_overwrites_upstream_headers_and_resumes() {
         .with_request_header("x-ext-authz-check-result", "spoofed");
     let mut request = request_with(TUTORIAL, &host);
     request.on_request_headers(&host, true);
-    host.answering(200, &[("x-ext-authz-check-result", "allowed"), ("x-not-listed", "1")], "");
+    host.answering(
+        200,
+        &[
+            ("x-ext-authz-check-result", "allowed"),
+            ("x-not-listed", "1"),
+        ],
+        "",
+    );
     request.on_call_response(&host, 101, 2, 0);
     assert_eq!(host.resumed.get(), 1);
     assert!(host.replies.borrow().is_empty());
-    assert_eq!(host.request_header("x-ext-authz-check-result").as_deref(), Some("allowed"));
+    assert_eq!(
+        host.request_header("x-ext-authz-check-result").as_deref(),
+        Some("allowed")
+    );
     assert_eq!(host.request_header("x-not-listed"), None);
     assert_eq!(host.metric("inline_authz.ext_authz.ok"), 1);
 }
@@ -110,7 +128,10 @@ fn errors_fail_closed_with_status_on_error_and_an_empty_body() {
         host.answering(500, &[("x-a", "1")], "boom");
         request.on_call_response(&host, 101, 2, 4);
         let reply = host.last_reply().unwrap();
-        assert_eq!((reply.status, reply.body.as_str(), reply.headers.len()), (status, "", 0));
+        assert_eq!(
+            (reply.status, reply.body.as_str(), reply.headers.len()),
+            (status, "", 0)
+        );
         assert_eq!(host.metric("inline_authz.ext_authz.error"), 1);
     }
 }
@@ -123,13 +144,20 @@ fn timeouts_and_failed_dispatches_follow_fail_open() {
     request.on_request_headers(&host, true);
     request.on_call_response(&host, 101, 0, 0);
     assert_eq!(host.resumed.get(), 1);
-    assert_eq!(host.metric("inline_authz.ext_authz.failure_mode_allowed"), 1);
+    assert_eq!(
+        host.metric("inline_authz.ext_authz.failure_mode_allowed"),
+        1
+    );
 
-    let host = FakeHost::new().with_request("GET", "/", "h").with_dispatch_error("BadArgument");
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_dispatch_error("BadArgument");
     let mut request = request_with(&config, &host);
     assert_eq!(request.on_request_headers(&host, true), Action::Continue);
 
-    let host = FakeHost::new().with_request("GET", "/", "h").with_dispatch_error("BadArgument");
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_dispatch_error("BadArgument");
     let mut request = request_with(&provider_with(""), &host);
     assert_eq!(request.on_request_headers(&host, true), Action::Pause);
     assert_eq!(host.last_reply().unwrap().status, 403);
@@ -137,13 +165,20 @@ fn timeouts_and_failed_dispatches_follow_fail_open() {
 
 #[test]
 fn body_is_buffered_and_sent_with_the_partial_flag() {
-    let config = provider_with(r#", "includeRequestBodyInCheck": {"maxRequestBytes": 4, "allowPartialMessage": true}"#);
-    let host = FakeHost::new().with_request("POST", "/upload", "h").with_body(b"hello world");
+    let config = provider_with(
+        r#", "includeRequestBodyInCheck": {"maxRequestBytes": 4, "allowPartialMessage": true}"#,
+    );
+    let host = FakeHost::new()
+        .with_request("POST", "/upload", "h")
+        .with_body(b"hello world");
     let mut request = request_with(&config, &host);
     assert_eq!(request.on_request_headers(&host, false), Action::Pause);
     assert!(host.dispatched.borrow().is_empty());
     assert_eq!(request.on_request_body(&host, 2, false), Action::Pause);
-    assert!(host.dispatched.borrow().is_empty(), "waits for max bytes or end of stream");
+    assert!(
+        host.dispatched.borrow().is_empty(),
+        "waits for max bytes or end of stream"
+    );
     assert_eq!(request.on_request_body(&host, 11, false), Action::Pause);
     let sent = host.last_dispatch().unwrap();
     assert_eq!(sent.body.as_deref(), Some(&b"hell"[..]));
@@ -156,19 +191,28 @@ fn oversized_body_gets_413_even_when_fail_open() {
     let config = provider_with(
         r#", "failOpen": true, "includeRequestBodyInCheck": {"maxRequestBytes": 4, "allowPartialMessage": false}"#,
     );
-    let host = FakeHost::new().with_request("POST", "/upload", "h").with_body(b"hello world");
+    let host = FakeHost::new()
+        .with_request("POST", "/upload", "h")
+        .with_body(b"hello world");
     let mut request = request_with(&config, &host);
     assert_eq!(request.on_request_headers(&host, false), Action::Pause);
     assert_eq!(request.on_request_body(&host, 11, true), Action::Pause);
     let reply = host.last_reply().unwrap();
-    assert_eq!((reply.status, reply.body.as_str()), (413, "Payload Too Large"));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (413, "Payload Too Large")
+    );
 
     let host = FakeHost::new()
         .with_request("POST", "/upload", "h")
         .with_request_header("content-length", "11");
     let mut request = request_with(&config, &host);
     assert_eq!(request.on_request_headers(&host, false), Action::Pause);
-    assert_eq!(host.last_reply().unwrap().status, 413, "declared length is enough");
+    assert_eq!(
+        host.last_reply().unwrap().status,
+        413,
+        "declared length is enough"
+    );
 }
 
 #[test]
@@ -178,7 +222,10 @@ fn deny_policy_replies_rbac_access_denied() {
     let mut request = request_with(config, &host);
     assert_eq!(request.on_request_headers(&host, true), Action::Pause);
     let reply = host.last_reply().unwrap();
-    assert_eq!((reply.status, reply.body.as_str()), (403, "RBAC: access denied"));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (403, "RBAC: access denied")
+    );
     assert_eq!(host.metric("inline_authz.rbac.denied"), 1);
 }
 
@@ -186,9 +233,15 @@ fn deny_policy_replies_rbac_access_denied() {
 fn allow_policies_let_matching_requests_through_only() {
     let config = r#"{"policies": [{"action": "ALLOW", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}]}"#;
     let host = FakeHost::new().with_request("GET", "/x", "h");
-    assert_eq!(request_with(config, &host).on_request_headers(&host, true), Action::Continue);
+    assert_eq!(
+        request_with(config, &host).on_request_headers(&host, true),
+        Action::Continue
+    );
     let host = FakeHost::new().with_request("POST", "/x", "h");
-    assert_eq!(request_with(config, &host).on_request_headers(&host, true), Action::Pause);
+    assert_eq!(
+        request_with(config, &host).on_request_headers(&host, true),
+        Action::Pause
+    );
     assert_eq!(host.last_reply().unwrap().status, 403);
 }
 
@@ -205,7 +258,11 @@ fn custom_allow_is_still_subject_to_deny_policies() {
     request.on_request_headers(&host, true);
     host.answering(200, &[("x-role", "guest")], "");
     request.on_call_response(&host, 101, 2, 0);
-    assert_eq!(host.last_reply().unwrap().status, 403, "DENY sees the header the service set");
+    assert_eq!(
+        host.last_reply().unwrap().status,
+        403,
+        "DENY sees the header the service set"
+    );
     assert_eq!(host.resumed.get(), 0);
 }
 
@@ -214,15 +271,29 @@ fn path_is_normalized_before_matching_and_forwarded_normalized() {
     for raw in ["/headers/../headers", "/%68eaders", "/./headers?x=1"] {
         let host = FakeHost::new().with_request("GET", raw, "h");
         let mut request = request_with(TUTORIAL, &host);
-        assert_eq!(request.on_request_headers(&host, true), Action::Pause, "{raw} must be checked");
+        assert_eq!(
+            request.on_request_headers(&host, true),
+            Action::Pause,
+            "{raw} must be checked"
+        );
         let forwarded = host.request_header(":path").unwrap();
-        assert!(forwarded == "/headers" || forwarded == "/headers?x=1", "{raw} -> {forwarded}");
-        assert_eq!(host.last_dispatch().unwrap().header(":path"), Some(forwarded.as_str()));
+        assert!(
+            forwarded == "/headers" || forwarded == "/headers?x=1",
+            "{raw} -> {forwarded}"
+        );
+        assert_eq!(
+            host.last_dispatch().unwrap().header(":path"),
+            Some(forwarded.as_str())
+        );
     }
     for raw in ["/Headers", "//headers", "/headers/"] {
         let host = FakeHost::new().with_request("GET", raw, "h");
         let mut request = request_with(TUTORIAL, &host);
-        assert_eq!(request.on_request_headers(&host, true), Action::Continue, "{raw} is another path");
+        assert_eq!(
+            request.on_request_headers(&host, true),
+            Action::Continue,
+            "{raw} is another path"
+        );
     }
 }
 
@@ -235,16 +306,29 @@ fn downstream_on_allow_headers_are_added_to_the_response() {
     host.answering(200, &[("set-cookie", "a=1"), ("x-other", "2")], "");
     request.on_call_response(&host, 101, 3, 0);
     assert_eq!(request.on_response_headers(&host), Action::Continue);
-    assert_eq!(*host.response_headers.borrow(), vec![("set-cookie".to_string(), "a=1".to_string())]);
+    assert_eq!(
+        *host.response_headers.borrow(),
+        vec![("set-cookie".to_string(), "a=1".to_string())]
+    );
 }
 
 #[test]
 fn ip_blocks_read_the_source_address_property() {
     let config = r#"{"policies": [{"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]}]}]}"#;
-    let host = FakeHost::new().with_request("GET", "/", "h").with_property(&["source", "address"], b"10.1.2.3:5555");
-    assert_eq!(request_with(config, &host).on_request_headers(&host, true), Action::Pause);
-    let host = FakeHost::new().with_request("GET", "/", "h").with_property(&["source", "address"], b"127.0.0.1:5555");
-    assert_eq!(request_with(config, &host).on_request_headers(&host, true), Action::Continue);
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_property(&["source", "address"], b"10.1.2.3:5555");
+    assert_eq!(
+        request_with(config, &host).on_request_headers(&host, true),
+        Action::Pause
+    );
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_property(&["source", "address"], b"127.0.0.1:5555");
+    assert_eq!(
+        request_with(config, &host).on_request_headers(&host, true),
+        Action::Continue
+    );
 }
 
 #[test]

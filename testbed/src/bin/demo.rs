@@ -39,14 +39,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (authz_server, _authz) = services::start_ext_authz().expect("start the sample ext-authz service");
+    let (authz_server, _authz) =
+        services::start_ext_authz().expect("start the sample ext-authz service");
     let (echo_server, _echo) = services::start_echo().expect("start the echo upstream");
-    let template = fs::read_to_string(repo_root().join("envoy/demo.yaml")).expect("read envoy/demo.yaml");
+    let template =
+        fs::read_to_string(repo_root().join("envoy/demo.yaml")).expect("read envoy/demo.yaml");
     let vars = HashMap::from([
         ("WASM", wasm.display().to_string()),
         ("AUTHZ_PORT", authz_server.port().to_string()),
         ("UPSTREAM_PORT", echo_server.port().to_string()),
-        ("LISTENER_PORT", if keep { "10000".to_string() } else { "0".to_string() }),
+        (
+            "LISTENER_PORT",
+            if keep {
+                "10000".to_string()
+            } else {
+                "0".to_string()
+            },
+        ),
     ]);
     let config = render(&template, &vars).expect("render envoy/demo.yaml");
     let envoy = match Envoy::start(&config) {
@@ -69,19 +78,33 @@ fn main() -> ExitCode {
         Case {
             title: "Test 2: /headers with x-ext-authz: deny",
             curl: "curl -i http://127.0.0.1:PORT/headers -H 'x-ext-authz: deny'",
-            call: Call::get("/headers").header("host", "httpbin.default:8000").header("x-ext-authz", "deny"),
-            check: |r| r.status == 403 && r.get("x-ext-authz-check-result") == Some("denied") && r.text() == services::DENY_BODY,
+            call: Call::get("/headers")
+                .header("host", "httpbin.default:8000")
+                .header("x-ext-authz", "deny"),
+            check: |r| {
+                r.status == 403
+                    && r.get("x-ext-authz-check-result") == Some("denied")
+                    && r.text() == services::DENY_BODY
+            },
         },
         Case {
             title: "Test 3: /headers with x-ext-authz: allow",
             curl: "curl http://127.0.0.1:PORT/headers -H 'x-ext-authz: allow'",
-            call: Call::get("/headers").header("host", "httpbin.default:8000").header("x-ext-authz", "allow"),
-            check: |r| r.status == 200 && r.json()["headers"]["X-Ext-Authz-Check-Result"] == "allowed",
+            call: Call::get("/headers")
+                .header("host", "httpbin.default:8000")
+                .header("x-ext-authz", "allow"),
+            check: |r| {
+                r.status == 200 && r.json()["headers"]["X-Ext-Authz-Check-Result"] == "allowed"
+            },
         },
     ];
     let mut failed = 0;
     for case in &cases {
-        println!("{}\n  $ {}", case.title, case.curl.replace("PORT", &port.to_string()));
+        println!(
+            "{}\n  $ {}",
+            case.title,
+            case.curl.replace("PORT", &port.to_string())
+        );
         match case.call.send(port) {
             Ok(response) => {
                 show(&response, &["x-ext-authz-check-result"]);

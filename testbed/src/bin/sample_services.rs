@@ -20,7 +20,11 @@ fn main() {
     };
     let a = start(&authz_port, authz);
     let u = start(&upstream_port, echo);
-    println!("sample ext-authz on 127.0.0.1:{}, echo upstream on 127.0.0.1:{}", a.port(), u.port());
+    println!(
+        "sample ext-authz on 127.0.0.1:{}, echo upstream on 127.0.0.1:{}",
+        a.port(),
+        u.port()
+    );
     loop {
         std::thread::park();
     }

