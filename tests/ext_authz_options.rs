@@ -37,6 +37,15 @@ static BED: LazyLock<Bed> = LazyLock::new(|| {
         Listener::native_everywhere("every-option-native", &native("every-option.native.json")),
         Listener::wasm_file("answer", "answer.json"),
         Listener::native_everywhere("answer-native", &native("answer.native.json")),
+        Listener::wasm(
+            "minimal",
+            r#"{"extensionProviders": [{"name": "m", "envoyExtAuthzHttp": {"service": "authz", "port": 8000, "cluster": "authz"}}]}"#,
+        ),
+        Listener::native_everywhere(
+            "minimal-native",
+            r#"{"@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                "http_service": {"server_uri": {"uri": "http://authz", "cluster": "authz", "timeout": "600s"}}}"#,
+        ),
         Listener::wasm("strict-body", &strict_body(false)),
         Listener::native_everywhere("strict-body-native", &strict_body(true)),
     ])
@@ -246,4 +255,34 @@ fn stats_count_allowed_and_denied_checks() {
     });
     assert!(BED.envoy.stat("wasmcustom.inline_authz.ext_authz.ok") > before_ok);
     assert!(BED.envoy.stat("wasmcustom.inline_authz.ext_authz.denied") > before_denied);
+}
+
+#[test]
+fn with_every_option_left_out_the_filter_does_what_envoy_does() {
+    let seen = both("minimal", &|m| {
+        Call::post(&format!("/anything?{m}"), b"payload")
+            .header("x-ext-authz", "allow")
+            .header("cookie", "c=1")
+            .header("authorization", "Basic abc")
+    });
+    let (_, target, headers, body) = &seen.authz[0];
+    assert_eq!(target, "/anything?MARK", "no pathPrefix");
+    let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.contains(&"authorization"),
+        "Authorization always goes"
+    );
+    assert!(
+        !names.contains(&"cookie") && !names.contains(&"x-ext-authz"),
+        "no other client header: {names:?}"
+    );
+    assert_eq!(body, "", "no body");
+    // The sample service denies (it never saw x-ext-authz); every header of its answer comes back.
+    assert_eq!(seen.status, 403);
+    assert_eq!(seen.header("x-ext-authz-check-result"), Some("denied"));
+    assert!(seen.header("x-ext-authz-check-received").is_some());
+    assert_eq!(
+        seen.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
 }
