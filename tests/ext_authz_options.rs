@@ -46,6 +46,18 @@ static BED: LazyLock<Bed> = LazyLock::new(|| {
             r#"{"@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
                 "http_service": {"server_uri": {"uri": "http://authz", "cluster": "authz", "timeout": "600s"}}}"#,
         ),
+        Listener::wasm(
+            "all-headers",
+            r#"{"extensionProviders": [{"name": "m", "envoyExtAuthzHttp": {"service": "authz", "port": 8000, "cluster": "authz",
+                "includeRequestHeadersInCheck": ["*"]}}]}"#,
+        ),
+        Listener::native_everywhere(
+            "all-headers-native",
+            r#"{"@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                "http_service": {"server_uri": {"uri": "http://authz", "cluster": "authz", "timeout": "600s"},
+                  "authorization_request": {"allowed_headers": {"patterns": [{"safe_regex": {"regex": ".*"}}]}}}}"#,
+        ),
+        Listener::wasm_without_header_hold("no-header-hold", &strict_body(false)),
         Listener::wasm("strict-body", &strict_body(false)),
         Listener::native_everywhere("strict-body-native", &strict_body(true)),
     ])
@@ -284,5 +296,58 @@ fn with_every_option_left_out_the_filter_does_what_envoy_does() {
     assert_eq!(
         seen.header("content-type"),
         Some("text/plain; charset=utf-8")
+    );
+}
+
+#[test]
+fn a_star_forwards_every_client_header_as_envoy_does() {
+    let seen = both("all-headers", &|m| {
+        Call::get(&format!("/anything?{m}"))
+            .header("x-ext-authz", "allow")
+            .header("cookie", "c=1")
+            .header("x-repeated", "a")
+            .header("x-repeated", "b")
+    });
+    assert_eq!(seen.status, 200);
+    let headers = &seen.authz[0].2;
+    assert!(headers.contains(&("cookie".to_string(), "c=1".to_string())));
+    assert!(
+        headers.contains(&("x-repeated".to_string(), "a,b".to_string())),
+        "{headers:?}"
+    );
+}
+
+/// Without Envoy's allow_on_headers_stop_iteration the body never reaches a filter that holds the
+/// headers: the filter fails closed (500) after a few seconds, then at once, instead of waiting
+/// for Envoy's stream timeout, and nothing reaches the upstream.
+#[test]
+fn without_envoys_header_hold_body_checks_fail_closed_instead_of_hanging() {
+    let started = std::time::Instant::now();
+    let first = observe(&BED, "no-header-hold", &|m| {
+        Call::post(&format!("/anything?{m}"), b"abc")
+    });
+    assert_eq!(first.status, 500);
+    assert!(first.upstream.is_none() && first.authz.is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "fails long before the stream timeout"
+    );
+    let second = observe(&BED, "no-header-hold", &|m| {
+        Call::post(&format!("/anything?{m}"), b"abc")
+    });
+    assert_eq!(second.status, 500);
+    assert!(second.upstream.is_none());
+    let no_body = observe(&BED, "no-header-hold", &|m| {
+        Call::get(&format!("/anything?{m}"))
+    });
+    assert_eq!(
+        no_body.status, 403,
+        "requests without a body are still checked normally"
+    );
+    assert_eq!(no_body.authz.len(), 1);
+    assert!(
+        BED.envoy
+            .wait_for_log("allow_on_headers_stop_iteration: true"),
+        "the log says how to fix it"
     );
 }

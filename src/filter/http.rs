@@ -16,6 +16,7 @@ use crate::host::Host;
 use crate::policy::path::{normalize, PathNormalization};
 use crate::policy::{LocalDecision, RequestAttributes};
 
+use super::body_watch::{BodyDelivery, BodyWatch};
 use super::metrics::{Metric, Metrics};
 
 /// Envoy's reply body when RBAC denies (`RBAC: access denied`).
@@ -62,6 +63,7 @@ fn action(verdict: Verdict) -> Action {
 pub struct AuthzRequest {
     config: Rc<Config>,
     metrics: Rc<Metrics>,
+    body_watch: Rc<BodyWatch>,
     context_id: u32,
     state: State,
     /// Client request headers, lowercase names, values as text.
@@ -74,10 +76,16 @@ pub struct AuthzRequest {
 }
 
 impl AuthzRequest {
-    pub fn new(config: Rc<Config>, metrics: Rc<Metrics>, context_id: u32) -> AuthzRequest {
+    pub fn new(
+        config: Rc<Config>,
+        metrics: Rc<Metrics>,
+        body_watch: Rc<BodyWatch>,
+        context_id: u32,
+    ) -> AuthzRequest {
         AuthzRequest {
             config,
             metrics,
+            body_watch,
             context_id,
             state: State::NotStarted,
             headers: Vec::new(),
@@ -111,7 +119,12 @@ impl AuthzRequest {
                 {
                     return action(self.reply_too_large(host));
                 }
+                if self.body_watch.delivery() == BodyDelivery::Never {
+                    log::error!("#{} {BODY_NEVER_DELIVERED}", self.context_id);
+                    return action(self.reply_internal_error(host));
+                }
                 log::debug!("#{} waiting for the request body", self.context_id);
+                self.body_watch.waiting(self.context_id, host.now());
                 self.state = State::Buffering;
                 return Action::Pause;
             }
@@ -452,6 +465,17 @@ impl AuthzRequest {
         Verdict::Hold
     }
 }
+
+impl Drop for AuthzRequest {
+    fn drop(&mut self) {
+        self.body_watch.forget(self.context_id);
+    }
+}
+
+/// Logged when the host holds request bodies back from a filter that holds the headers.
+pub const BODY_NEVER_DELIVERED: &str =
+    "request body never reached the filter: includeRequestBodyInCheck needs \
+     allow_on_headers_stop_iteration: true in Envoy's wasm PluginConfig; failing closed with 500";
 
 /// Envoy hands addresses over as `ip:port` text.
 fn parse_ip(bytes: &[u8]) -> Option<IpAddr> {

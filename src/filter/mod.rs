@@ -1,6 +1,7 @@
 //! The proxy-facing shell: the root context (configuration, metrics) and the HTTP context that
 //! hands each callback to `AuthzRequest`. Only this module and `host.rs` name `proxy_wasm`.
 
+pub mod body_watch;
 pub mod http;
 pub mod metrics;
 
@@ -17,7 +18,8 @@ mod wasm {
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
     use proxy_wasm::types::{Action as ProxyAction, BufferType, ContextType, LogLevel};
 
-    use super::http::{Action, AuthzRequest};
+    use super::body_watch::{BodyWatch, LIMIT};
+    use super::http::{Action, AuthzRequest, BODY_NEVER_DELIVERED};
     use super::metrics::Metrics;
     use crate::config::Config;
     use crate::host::ProxyWasm;
@@ -34,6 +36,7 @@ mod wasm {
             Box::new(Root {
                 config: None,
                 metrics: Rc::new(Metrics::default()),
+                body_watch: Rc::new(BodyWatch::default()),
             })
         });
     }
@@ -49,6 +52,7 @@ mod wasm {
     struct Root {
         config: Option<Rc<Config>>,
         metrics: Rc<Metrics>,
+        body_watch: Rc<BodyWatch>,
     }
 
     impl Context for Root {}
@@ -75,6 +79,9 @@ mod wasm {
                         config.policies.allow.len()
                     );
                     self.metrics = Rc::new(Metrics::define(&ProxyWasm));
+                    if config.custom_provider().is_some_and(|p| p.body.is_some()) {
+                        let _ = proxy_wasm::hostcalls::set_tick_period(LIMIT / 5);
+                    }
                     self.config = Some(Rc::new(config));
                     true
                 }
@@ -88,8 +95,23 @@ mod wasm {
         fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
             let config = self.config.clone()?;
             Some(Box::new(Filter {
-                request: AuthzRequest::new(config, Rc::clone(&self.metrics), context_id),
+                request: AuthzRequest::new(
+                    config,
+                    Rc::clone(&self.metrics),
+                    Rc::clone(&self.body_watch),
+                    context_id,
+                ),
             }))
+        }
+
+        fn on_tick(&mut self) {
+            let now = proxy_wasm::hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH);
+            for context_id in self.body_watch.expired(now) {
+                log::error!("#{context_id} {BODY_NEVER_DELIVERED}");
+                if proxy_wasm::hostcalls::set_effective_context(context_id).is_ok() {
+                    let _ = proxy_wasm::hostcalls::send_http_response(500, vec![], None);
+                }
+            }
         }
 
         fn get_type(&self) -> Option<ContextType> {

@@ -258,6 +258,18 @@ impl Envoy {
         fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
 
+    /// Waits (up to 15 s, Envoy flushes its log file periodically) until the log contains `text`.
+    pub fn wait_for_log(&self, text: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.log().contains(text) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         let log = self.log();
         let all: Vec<&str> = log.lines().collect();

@@ -12,8 +12,13 @@ use crate::services::{self, Recorder};
 
 /// A listener to add to the generated Envoy config.
 pub enum Listener {
-    /// The filter with this plugin configuration (JSON).
-    Wasm { name: String, config: String },
+    /// The filter with this plugin configuration (JSON); `hold_headers` sets Envoy's
+    /// `allow_on_headers_stop_iteration` (needed to read a body while the headers wait).
+    Wasm {
+        name: String,
+        config: String,
+        hold_headers: bool,
+    },
     /// Native `ext_authz` with this typed_config (JSON), enabled on one path / prefix only.
     Native {
         name: String,
@@ -30,6 +35,16 @@ impl Listener {
         Listener::Wasm {
             name: name.into(),
             config: config.into(),
+            hold_headers: true,
+        }
+    }
+
+    /// As `wasm`, in an Envoy wasm filter without `allow_on_headers_stop_iteration` (Istio today).
+    pub fn wasm_without_header_hold(name: &str, config: &str) -> Listener {
+        Listener::Wasm {
+            name: name.into(),
+            config: config.into(),
+            hold_headers: false,
         }
     }
 
@@ -111,8 +126,13 @@ pub fn render_config(
         let mut vars: HashMap<&str, String> = HashMap::new();
         vars.insert("ENVOY_NORMALIZE_PATH", envoy_normalize.to_string());
         let text = match listener {
-            Listener::Wasm { name, config } => {
+            Listener::Wasm {
+                name,
+                config,
+                hold_headers,
+            } => {
                 vars.insert("NAME", name.clone());
+                vars.insert("HOLD_HEADERS", hold_headers.to_string());
                 vars.insert("PLUGIN_CONFIG", yaml_quote(config));
                 vars.insert("WASM", wasm.display().to_string());
                 render(&template("listener-wasm.yaml"), &vars)?

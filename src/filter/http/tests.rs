@@ -15,7 +15,12 @@ const TUTORIAL: &str = r#"{
 
 fn request_with(config: &str, host: &FakeHost) -> AuthzRequest {
     let config = Config::parse(config.as_bytes()).unwrap();
-    AuthzRequest::new(Rc::new(config), Rc::new(Metrics::define(host)), 7)
+    AuthzRequest::new(
+        Rc::new(config),
+        Rc::new(Metrics::define(host)),
+        Rc::new(BodyWatch::default()),
+        7,
+    )
 }
 
 fn provider_with(options: &str) -> String {
@@ -337,4 +342,26 @@ fn destination_port_property_is_little_endian() {
     assert_eq!(parse_port(b"short"), None);
     assert_eq!(parse_ip(b"[::1]:80"), Some("::1".parse().unwrap()));
     assert_eq!(parse_ip(b"127.0.0.1"), Some("127.0.0.1".parse().unwrap()));
+}
+
+#[test]
+fn when_the_host_never_delivers_bodies_requests_fail_closed_at_once() {
+    let config = provider_with(r#", "includeRequestBodyInCheck": {"maxRequestBytes": 4}"#);
+    let host = FakeHost::new().with_request("POST", "/upload", "h");
+    let watch = Rc::new(BodyWatch::default());
+    let parsed = Rc::new(Config::parse(config.as_bytes()).unwrap());
+    let metrics = Rc::new(Metrics::define(&host));
+    let mut first = AuthzRequest::new(
+        Rc::clone(&parsed),
+        Rc::clone(&metrics),
+        Rc::clone(&watch),
+        1,
+    );
+    assert_eq!(first.on_request_headers(&host, false), Action::Pause);
+    let late = watch.expired(host.now() + crate::filter::body_watch::LIMIT);
+    assert_eq!(late, vec![1], "the root context fails this one");
+    let mut second = AuthzRequest::new(parsed, metrics, watch, 2);
+    assert_eq!(second.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(host.last_reply().unwrap().status, 500);
+    assert!(host.dispatched.borrow().is_empty());
 }
