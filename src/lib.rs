@@ -6,9 +6,11 @@ pub mod ext_authz;
 pub mod filter;
 pub mod headers;
 pub mod host;
+pub mod jwt;
 pub mod policy;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     filter::start();
 }}
+

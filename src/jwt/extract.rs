@@ -1,0 +1,209 @@
+//! Where tokens are found (Envoy's `JwtLocation`): headers with a value prefix, query
+//! parameters, cookies. Istio's defaults, when a rule names none: `Authorization: Bearer <token>`
+//! and the `access_token` query parameter.
+
+/// One place a token may be.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// Lowercase header name and the prefix before the token (case-sensitive, as Envoy).
+    Header { name: String, prefix: String },
+    Param(String),
+    Cookie(String),
+}
+
+impl Location {
+    /// Envoy's defaults, used when a rule gives no `fromHeaders`, `fromParams` or `fromCookies`.
+    pub fn defaults() -> Vec<Location> {
+        vec![
+            Location::Header { name: "authorization".into(), prefix: "Bearer ".into() },
+            Location::Param("access_token".into()),
+        ]
+    }
+}
+
+/// A token and the location it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    pub token: String,
+    pub location: Location,
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+/// Envoy: the prefix may stand anywhere in the value; the token starts at the first base64url or
+/// dot character after it and runs to the end of the value.
+fn after_prefix(value: &str, prefix: &str) -> Option<String> {
+    let start = value.find(prefix)? + prefix.len();
+    let rest = &value[start..];
+    Some(match rest.find(is_token_char) {
+        Some(i) => rest[i..].to_string(),
+        None => value.to_string(),
+    })
+}
+
+/// Percent-decodes a query component (`+` stays `+`, as Envoy's query parser).
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The query of a request target, without `?` and fragment.
+pub fn query_of(path: &str) -> &str {
+    let without_fragment = path.split('#').next().unwrap_or("");
+    without_fragment.split_once('?').map_or("", |(_, q)| q)
+}
+
+/// The first value of a query parameter, decoded.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(k, _)| percent_decode(k) == name)
+        .map(|(_, v)| percent_decode(v))
+}
+
+/// `:path` with every value of parameter `name` removed (the rest kept in order).
+pub fn without_param(path: &str, name: &str) -> String {
+    let (base, query) = match path.split_once('?') {
+        Some((b, q)) => (b, q),
+        None => return path.to_string(),
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && percent_decode(pair.split('=').next().unwrap_or("")) != name)
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+fn cookie(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n == "cookie")
+        .flat_map(|(_, v)| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_string())
+}
+
+/// Every token at these locations, in Envoy's order (headers, then params, then cookies); one
+/// per header value; empty tokens skipped.
+pub fn extract(locations: &[Location], headers: &[(String, String)]) -> Vec<Extracted> {
+    let path = headers.iter().find(|(n, _)| n == ":path").map_or("", |(_, v)| v.as_str());
+    let query = query_of(path);
+    let mut found = Vec::new();
+    let mut push = |token: String, location: &Location| {
+        if !token.is_empty() {
+            found.push(Extracted { token, location: location.clone() });
+        }
+    };
+    for location in locations.iter().filter(|l| matches!(l, Location::Header { .. })) {
+        if let Location::Header { name, prefix } = location {
+            for (_, value) in headers.iter().filter(|(n, _)| n == name) {
+                if let Some(token) = after_prefix(value, prefix) {
+                    push(token, location);
+                }
+            }
+        }
+    }
+    for location in locations {
+        match location {
+            Location::Param(name) => {
+                if let Some(token) = query_param(query, name) {
+                    push(token, location);
+                }
+            }
+            Location::Cookie(name) => {
+                if let Some(token) = cookie(headers, name) {
+                    push(token, location);
+                }
+            }
+            Location::Header { .. } => {}
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn istio_defaults_read_bearer_header_and_access_token_param() {
+        let found = extract(
+            &Location::defaults(),
+            &headers(&[(":path", "/x?access_token=a.b.c&y=1"), ("authorization", "Bearer h.p.s")]),
+        );
+        let tokens: Vec<&str> = found.iter().map(|e| e.token.as_str()).collect();
+        assert_eq!(tokens, vec!["h.p.s", "a.b.c"]);
+    }
+
+    #[test]
+    fn prefix_is_case_sensitive_and_other_schemes_are_ignored() {
+        for value in ["bearer h.p.s", "Basic dXNlcjpwYXNz", "h.p.s"] {
+            assert!(extract(&Location::defaults(), &headers(&[(":path", "/"), ("authorization", value)])).is_empty(), "{value}");
+        }
+    }
+
+    #[test]
+    fn each_header_value_is_one_token() {
+        let found = extract(
+            &Location::defaults(),
+            &headers(&[(":path", "/"), ("authorization", "Bearer one"), ("authorization", "Bearer two")]),
+        );
+        assert_eq!(found.len(), 2);
+    }
+
+    #[test]
+    fn custom_headers_params_and_cookies() {
+        let locations = vec![
+            Location::Header { name: "x-jwt".into(), prefix: String::new() },
+            Location::Param("token".into()),
+            Location::Cookie("session".into()),
+        ];
+        let found = extract(
+            &locations,
+            &headers(&[(":path", "/?token=q%2Et"), ("x-jwt", "raw.tok.en"), ("cookie", "a=1; session=c.k.e")]),
+        );
+        let tokens: Vec<&str> = found.iter().map(|e| e.token.as_str()).collect();
+        assert_eq!(tokens, vec!["raw.tok.en", "q.t", "c.k.e"]);
+    }
+
+    #[test]
+    fn percent_decoding_never_splits_characters() {
+        assert_eq!(percent_decode("a%2Eb"), "a.b");
+        assert_eq!(percent_decode("%é%"), "%é%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn removing_a_param_keeps_the_rest() {
+        assert_eq!(without_param("/x?access_token=t&b=2", "access_token"), "/x?b=2");
+        assert_eq!(without_param("/x?access_token=t", "access_token"), "/x");
+        assert_eq!(without_param("/x?a=1&access_token=t&access_token=u&c", "access_token"), "/x?a=1&c");
+        assert_eq!(without_param("/x", "access_token"), "/x");
+    }
+}

@@ -1,0 +1,153 @@
+//! JSON Web Key Sets: parsed once into typed public keys (RSA, EC P-256 / P-384, Ed25519) and
+//! HMAC secrets (`oct`). Keys of unknown or unsupported types are skipped, as jwt_verify_lib does.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use super::token::{base64url_decode, Alg};
+
+/// An HMAC secret; its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+/// The verifying material of one key.
+#[derive(Clone, Debug)]
+pub enum KeyMaterial {
+    Rsa(rsa::RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Ed25519(ed25519_compact::PublicKey),
+    Oct(Secret),
+}
+
+impl KeyMaterial {
+    /// Whether a key of this type may verify `alg` (an RSA key is never an HMAC secret).
+    pub fn fits(&self, alg: Alg) -> bool {
+        matches!(
+            (self, alg),
+            (KeyMaterial::Rsa(_), Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512)
+                | (KeyMaterial::P256(_), Alg::Es256)
+                | (KeyMaterial::P384(_), Alg::Es384)
+                | (KeyMaterial::Ed25519(_), Alg::EdDsa)
+                | (KeyMaterial::Oct(_), Alg::Hs256 | Alg::Hs384 | Alg::Hs512)
+        )
+    }
+}
+
+/// One JSON Web Key (Envoy's `Jwks::Pubkey`).
+#[derive(Clone, Debug)]
+pub struct Jwk {
+    pub kid: Option<String>,
+    pub alg: Option<String>,
+    pub material: KeyMaterial,
+}
+
+/// A key set; never empty once parsed.
+#[derive(Clone, Debug, Default)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+fn field<'a>(key: &'a Value, name: &str) -> Option<&'a str> {
+    key.get(name).and_then(Value::as_str)
+}
+
+fn decoded(key: &Value, name: &str) -> Result<Vec<u8>, String> {
+    let text = field(key, name).ok_or_else(|| format!("missing \"{name}\""))?;
+    base64url_decode(text).ok_or_else(|| format!("\"{name}\" is not base64url"))
+}
+
+/// A coordinate left-padded to the curve size: Envoy accepts one that is a byte short.
+fn coordinate(bytes: Vec<u8>, size: usize) -> Result<Vec<u8>, String> {
+    if bytes.len() > size || bytes.len() + 1 < size {
+        return Err(format!("EC coordinate of {} bytes for a {size}-byte curve", bytes.len()));
+    }
+    let mut padded = vec![0; size - bytes.len()];
+    padded.extend(bytes);
+    Ok(padded)
+}
+
+fn sec1_point(key: &Value, size: usize) -> Result<Vec<u8>, String> {
+    let mut point = vec![0x04];
+    point.extend(coordinate(decoded(key, "x")?, size)?);
+    point.extend(coordinate(decoded(key, "y")?, size)?);
+    Ok(point)
+}
+
+fn material(key: &Value) -> Result<Option<KeyMaterial>, String> {
+    let kty = field(key, "kty").ok_or("missing \"kty\"")?;
+    Ok(Some(match kty {
+        "RSA" => {
+            let n = rsa::BigUint::from_bytes_be(&decoded(key, "n")?);
+            let e = rsa::BigUint::from_bytes_be(&decoded(key, "e")?);
+            KeyMaterial::Rsa(rsa::RsaPublicKey::new(n, e).map_err(|e| format!("invalid RSA key: {e}"))?)
+        }
+        "EC" => match field(key, "crv").ok_or("missing \"crv\"")? {
+            "P-256" => KeyMaterial::P256(
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(key, 32)?)
+                    .map_err(|_| "invalid P-256 point".to_string())?,
+            ),
+            "P-384" => KeyMaterial::P384(
+                p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(key, 48)?)
+                    .map_err(|_| "invalid P-384 point".to_string())?,
+            ),
+            _ => return Ok(None),
+        },
+        "OKP" => match field(key, "crv").ok_or("missing \"crv\"")? {
+            "Ed25519" => KeyMaterial::Ed25519(
+                ed25519_compact::PublicKey::from_slice(&decoded(key, "x")?)
+                    .map_err(|_| "invalid Ed25519 key".to_string())?,
+            ),
+            _ => return Ok(None),
+        },
+        "oct" => {
+            let k = decoded(key, "k")?;
+            if k.is_empty() {
+                return Err("empty \"k\"".into());
+            }
+            KeyMaterial::Oct(Secret(k))
+        }
+        _ => return Ok(None),
+    }))
+}
+
+impl Jwks {
+    /// Parses a JWKS document (`{"keys": [...]}`), or a single JWK. A key that is malformed is an
+    /// error naming its index; keys of unsupported types are skipped; no usable key is an error.
+    pub fn parse(text: &str) -> Result<Jwks, String> {
+        let json: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let single;
+        let keys: &[Value] = match json.get("keys") {
+            Some(Value::Array(keys)) => keys,
+            Some(_) => return Err("\"keys\" must be a list".into()),
+            None if json.get("kty").is_some() => {
+                single = [json.clone()];
+                &single
+            }
+            None => return Err("missing \"keys\"".into()),
+        };
+        let mut jwks = Jwks::default();
+        for (i, key) in keys.iter().enumerate() {
+            if field(key, "use").is_some_and(|u| u != "sig") {
+                continue;
+            }
+            let Some(material) = material(key).map_err(|m| format!("keys[{i}]: {m}"))? else { continue };
+            jwks.keys.push(Jwk {
+                kid: field(key, "kid").map(str::to_string),
+                alg: field(key, "alg").map(str::to_string),
+                material,
+            });
+        }
+        if jwks.keys.is_empty() {
+            return Err("no usable key (RSA, EC P-256/P-384, OKP Ed25519, oct)".into());
+        }
+        Ok(jwks)
+    }
+}

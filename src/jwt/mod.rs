@@ -1,0 +1,269 @@
+//! Local JWT authentication with Istio `RequestAuthentication.jwtRules` semantics, as Envoy's
+//! `jwt_authn` filter does it under Istio's requirement (any rule, token may be missing):
+//! extract, parse, pick the rule by issuer, check time, audience, then the signature. Every token
+//! in a request must verify; a request without one continues unauthenticated.
+
+pub mod extract;
+pub mod jwks;
+pub mod status;
+pub mod token;
+pub mod verify;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::headers::HeaderMutation;
+use crate::policy::AuthInfo;
+use extract::{extract, without_param, Location};
+use jwks::Jwks;
+use status::JwtStatus;
+use token::Jwt;
+
+/// Envoy's `jwt_authn` default leeway for `exp` / `nbf`.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// Envoy's default remote JWKS cache duration.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(600);
+/// Default timeout of a JWKS fetch (Istio's `jwtRules[].timeout` default).
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envoy cuts the path in the `www-authenticate` realm at this many bytes.
+pub const MAX_REALM_PATH: usize = 256;
+
+/// Where a rule's keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Inline(Rc<Jwks>),
+    /// Fetched by the proxy from `uri` through Envoy cluster `cluster`.
+    Remote { uri: String, cluster: String, authority: String, path: String, timeout: Duration },
+}
+
+/// A compiled `jwtRules[]` entry (Envoy's `JwtProvider`).
+#[derive(Debug, Clone)]
+pub struct JwtRule {
+    pub issuer: String,
+    /// Sanitized (no `http(s)://`, no trailing `/`); empty allows any audience.
+    pub audiences: Vec<String>,
+    pub keys: KeySource,
+    pub locations: Vec<Location>,
+    pub forward: bool,
+    pub payload_header: Option<String>,
+    /// `(header, claim path)`.
+    pub claim_headers: Vec<(String, Vec<String>)>,
+}
+
+/// All JWT settings of the plugin (Envoy's `JwtAuthentication`).
+#[derive(Debug, Clone, Default)]
+pub struct JwtConfig {
+    pub rules: Vec<JwtRule>,
+    pub clock_skew: Duration,
+    pub refresh: Duration,
+    /// Every location of every rule, each with the rules that read it.
+    pub locations: Vec<(Location, Vec<usize>)>,
+}
+
+/// The keys of one rule as the key store has them now.
+pub enum Keys<'a> {
+    Ready(&'a Jwks),
+    /// Not fetched yet: the request waits.
+    Pending,
+    /// The fetch failed and no keys were ever had.
+    Failed,
+}
+
+/// Gives the current keys of a rule (inline, or fetched and cached by the root context).
+pub trait KeyStore {
+    fn keys(&self, rule: usize) -> Keys<'_>;
+}
+
+/// A key store with only the inline keys (remote keys are always pending).
+pub struct InlineKeys<'a>(pub &'a JwtConfig);
+
+impl KeyStore for InlineKeys<'_> {
+    fn keys(&self, rule: usize) -> Keys<'_> {
+        match self.0.rules.get(rule).map(|r| &r.keys) {
+            Some(KeySource::Inline(jwks)) => Keys::Ready(jwks),
+            _ => Keys::Pending,
+        }
+    }
+}
+
+/// The result of authenticating one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// No token anywhere (or a CORS preflight): continue unauthenticated.
+    NoToken,
+    /// Every token verified; `mutations` remove forwarded tokens and add payload / claim headers.
+    Verified { auth: AuthInfo, mutations: Vec<HeaderMutation> },
+    Failed(JwtStatus),
+    /// A rule's remote keys are not there yet.
+    Pending { rule: usize },
+}
+
+/// Istio/Envoy audience comparison: `http(s)://` and one trailing `/` do not count.
+pub fn sanitize_audience(audience: &str) -> String {
+    let a = audience.strip_prefix("https://").or_else(|| audience.strip_prefix("http://")).unwrap_or(audience);
+    a.strip_suffix('/').unwrap_or(a).to_string()
+}
+
+impl JwtConfig {
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Builds the location table (call after `rules` is complete).
+    pub fn index_locations(&mut self) {
+        let mut table: Vec<(Location, Vec<usize>)> = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            for location in &rule.locations {
+                match table.iter_mut().find(|(l, _)| l == location) {
+                    Some((_, rules)) => rules.push(i),
+                    None => table.push((location.clone(), vec![i])),
+                }
+            }
+        }
+        self.locations = table;
+    }
+
+    /// Headers the filter writes from verified tokens: removed from every incoming request first,
+    /// with or without a token, so a client cannot forge them.
+    pub fn sanitize(&self) -> Vec<HeaderMutation> {
+        let mut names: Vec<&str> = Vec::new();
+        for rule in &self.rules {
+            names.extend(rule.payload_header.as_deref());
+            names.extend(rule.claim_headers.iter().map(|(h, _)| h.as_str()));
+        }
+        names.sort_unstable();
+        names.dedup();
+        names.into_iter().map(|n| HeaderMutation::Remove { name: n.to_string() }).collect()
+    }
+
+    /// Authenticates a request (headers after `sanitize`, lowercase names, `:path` included).
+    pub fn authenticate(&self, keys: &dyn KeyStore, headers: &[(String, String)], now: u64) -> Outcome {
+        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let non_empty = |name: &str| header(name).is_some_and(|v| !v.is_empty());
+        if header(":method") == Some("OPTIONS") && non_empty("origin") && non_empty("access-control-request-method") {
+            return Outcome::NoToken;
+        }
+        let all_locations: Vec<Location> = self.locations.iter().map(|(l, _)| l.clone()).collect();
+        let mut tokens = extract(&all_locations, headers);
+        tokens.dedup_by(|a, b| a.token == b.token && a.location == b.location);
+        if tokens.is_empty() {
+            return Outcome::NoToken;
+        }
+        // Envoy verifies the last-extracted token first; the first failure decides.
+        let mut verified = Vec::with_capacity(tokens.len());
+        for found in tokens.iter().rev() {
+            let readers = self.locations.iter().find(|(l, _)| *l == found.location).map_or(&[][..], |(_, r)| r);
+            match self.verify_one(keys, &found.token, readers, now) {
+                Ok((jwt, rule)) => verified.push((jwt, rule, &found.location)),
+                Err(outcome) => return outcome,
+            }
+        }
+        verified.reverse();
+        let mut mutations = Vec::new();
+        for (jwt, rule_index, location) in &verified {
+            let rule = &self.rules[*rule_index];
+            if !rule.forward {
+                match location {
+                    Location::Header { name, .. } => mutations.push(HeaderMutation::Remove { name: name.clone() }),
+                    Location::Param(name) => {
+                        let path = header(":path").unwrap_or("/");
+                        mutations.push(HeaderMutation::Set { name: ":path".into(), value: without_param(path, name) });
+                    }
+                    Location::Cookie(_) => {}
+                }
+            }
+            if let Some(name) = &rule.payload_header {
+                mutations.push(HeaderMutation::Append { name: name.clone(), value: jwt.payload_segment.clone() });
+            }
+            for (name, path) in &rule.claim_headers {
+                if let Some(value) = claim_header_value(&jwt.claims, path) {
+                    mutations.push(HeaderMutation::Append { name: name.clone(), value });
+                }
+            }
+        }
+        // The identity policies see: the first token, as Envoy's payload metadata ends up holding.
+        let (jwt, _, _) = &verified[0];
+        let auth = AuthInfo {
+            principal: format!("{}/{}", jwt.issuer, jwt.subject),
+            audiences: jwt.audiences.clone(),
+            presenter: jwt.claims.get("azp").and_then(Value::as_str).map(str::to_string),
+            claims: Value::Object(jwt.claims.clone()),
+        };
+        Outcome::Verified { auth, mutations }
+    }
+
+    fn verify_one(&self, keys: &dyn KeyStore, token: &str, readers: &[usize], now: u64) -> Result<(Jwt, usize), Outcome> {
+        let jwt = Jwt::parse(token).map_err(Outcome::Failed)?;
+        let rule_index = readers
+            .iter()
+            .copied()
+            .find(|i| self.rules[*i].issuer == jwt.issuer)
+            .ok_or(Outcome::Failed(JwtStatus::JwtUnknownIssuer))?;
+        let rule = &self.rules[rule_index];
+        jwt.check_time(now, self.clock_skew.as_secs()).map_err(Outcome::Failed)?;
+        if !rule.audiences.is_empty()
+            && !jwt.audiences.iter().any(|a| rule.audiences.contains(&sanitize_audience(a)))
+        {
+            return Err(Outcome::Failed(JwtStatus::JwtAudienceNotAllowed));
+        }
+        match keys.keys(rule_index) {
+            Keys::Ready(jwks) => verify::verify(&jwt, jwks).map_err(Outcome::Failed)?,
+            Keys::Pending => return Err(Outcome::Pending { rule: rule_index }),
+            Keys::Failed => return Err(Outcome::Failed(JwtStatus::JwksFetchFail)),
+        }
+        Ok((jwt, rule_index))
+    }
+}
+
+/// A claim as header text: strings as they are, integers as integers, other numbers as Envoy
+/// prints them (`1.500000`), booleans as `true`/`false`, lists of scalars joined by `,`.
+fn claim_header_value(claims: &serde_json::Map<String, Value>, path: &[String]) -> Option<String> {
+    let (first, rest) = path.split_first()?;
+    let mut value = claims.get(first)?;
+    for key in rest {
+        value = value.get(key)?;
+    }
+    fn scalar(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(match n.as_u64() {
+                Some(u) => u.to_string(),
+                None => format!("{:.6}", n.as_f64()?),
+            }),
+            _ => None,
+        }
+    }
+    let text = match value {
+        Value::Array(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>()?.join(","),
+        other => scalar(other)?,
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+/// `Bearer realm="<scheme>://<host><path>"` (path cut at 256 bytes), with
+/// `, error="invalid_token"` unless the token was missing (Envoy's `jwt_authn`).
+pub fn www_authenticate(headers: &[(String, String)], status: JwtStatus) -> String {
+    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str());
+    let original = header("x-envoy-original-path");
+    let path = if original.is_empty() { header(":path") } else { original };
+    let mut cut = path.len().min(MAX_REALM_PATH);
+    while !path.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let scheme = match header(":scheme") {
+        "" => "http",
+        s => s,
+    };
+    let realm = format!("{scheme}://{}{}", header(":authority"), &path[..cut]);
+    let realm = realm.replace('"', "%22");
+    match status {
+        JwtStatus::JwtMissed => format!("Bearer realm=\"{realm}\""),
+        _ => format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+//! Verification against the committed vectors (tests/fixtures/jwt, signed by Python's
+//! `cryptography`, not by this code), with the fake clock at 2023-11-14.
+
+use super::*;
+use crate::headers::HeaderMutation;
+
+const VECTORS: &str = include_str!("../../tests/fixtures/jwt/vectors.json");
+const NOW: u64 = 1_700_000_000;
+
+fn vectors() -> serde_json::Value {
+    serde_json::from_str(VECTORS).unwrap()
+}
+
+fn rule(jwks: &serde_json::Value, audiences: &[&str]) -> JwtRule {
+    JwtRule {
+        issuer: vectors()["issuer"].as_str().unwrap().to_string(),
+        audiences: audiences.iter().map(|a| sanitize_audience(a)).collect(),
+        keys: KeySource::Inline(Rc::new(Jwks::parse(&jwks.to_string()).unwrap())),
+        locations: Location::defaults(),
+        forward: false,
+        payload_header: Some("x-jwt-payload".into()),
+        claim_headers: vec![
+            ("x-jwt-sub".into(), vec!["sub".into()]),
+            ("x-jwt-team".into(), vec!["org".into(), "team".into()]),
+            ("x-jwt-groups".into(), vec!["groups".into()]),
+            ("x-jwt-level".into(), vec!["level".into()]),
+            ("x-jwt-admin".into(), vec!["admin".into()]),
+        ],
+    }
+}
+
+fn config_with(rules: Vec<JwtRule>) -> JwtConfig {
+    let mut config = JwtConfig { rules, clock_skew: DEFAULT_CLOCK_SKEW, refresh: DEFAULT_REFRESH, locations: vec![] };
+    config.index_locations();
+    config
+}
+
+fn config() -> JwtConfig {
+    config_with(vec![rule(&vectors()["jwks"], &["bookstore"])])
+}
+
+fn bearer(token: &str) -> Vec<(String, String)> {
+    vec![
+        (":method".into(), "GET".into()),
+        (":path".into(), "/headers".into()),
+        (":authority".into(), "example.com".into()),
+        ("authorization".into(), format!("Bearer {token}")),
+    ]
+}
+
+fn outcome(config: &JwtConfig, headers: &[(String, String)]) -> Outcome {
+    config.authenticate(&InlineKeys(config), headers, NOW)
+}
+
+fn status_of(name: &str) -> Option<JwtStatus> {
+    let v = vectors();
+    let token = v["cases"][name].as_str().unwrap_or_else(|| panic!("no case {name}"));
+    match outcome(&config(), &bearer(token)) {
+        Outcome::Failed(status) => Some(status),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_algorithm_verifies() {
+    let v = vectors();
+    let config = config();
+    for (alg, token) in v["valid"].as_object().unwrap() {
+        match outcome(&config, &bearer(token.as_str().unwrap())) {
+            Outcome::Verified { auth, .. } => {
+                assert_eq!(auth.principal, "testing@asm.test.io/demo@asm.test.io", "{alg}");
+                assert_eq!(auth.audiences, vec!["bookstore"]);
+                assert_eq!(auth.presenter.as_deref(), Some("web-app"));
+            }
+            other => panic!("{alg}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_failure_kind_gets_envoys_status() {
+    let cases = [
+        ("expired", JwtStatus::JwtExpired),
+        ("not_yet_valid", JwtStatus::JwtNotYetValid),
+        ("bad_signature", JwtStatus::JwtVerificationFail),
+        ("unknown_kid", JwtStatus::JwksKidAlgMismatch),
+        ("other_issuer", JwtStatus::JwtUnknownIssuer),
+        ("wrong_audience", JwtStatus::JwtAudienceNotAllowed),
+        ("no_audience", JwtStatus::JwtAudienceNotAllowed),
+        ("signed_by_rotated_key", JwtStatus::JwksKidAlgMismatch),
+        ("hs256_with_rsa_public_key", JwtStatus::JwtVerificationFail),
+        ("hs256_with_rsa_modulus", JwtStatus::JwtVerificationFail),
+        ("es256_naming_the_rsa_key", JwtStatus::JwtVerificationFail),
+        ("alg_none", JwtStatus::JwtHeaderNotImplementedAlg),
+        ("alg_none_with_signature", JwtStatus::JwtHeaderNotImplementedAlg),
+        ("malformed_json_payload", JwtStatus::JwtPayloadParseErrorBadJson),
+    ];
+    for (name, want) in cases {
+        assert_eq!(status_of(name), Some(want), "{name}");
+    }
+    assert_eq!(JwtStatus::JwtAudienceNotAllowed.http_status(), 403);
+    assert_eq!(JwtStatus::JwtExpired.http_status(), 401);
+}
+
+#[test]
+fn a_token_without_kid_tries_every_key_and_an_invalid_string_is_bad_format() {
+    let v = vectors();
+    assert!(matches!(outcome(&config(), &bearer(v["cases"]["valid_without_kid"].as_str().unwrap())), Outcome::Verified { .. }));
+    assert_eq!(outcome(&config(), &bearer("invalidToken")), Outcome::Failed(JwtStatus::JwtBadFormat));
+}
+
+#[test]
+fn no_token_continues_and_a_cors_preflight_is_not_checked() {
+    let mut headers = bearer("x");
+    headers.retain(|(n, _)| n != "authorization");
+    assert_eq!(outcome(&config(), &headers), Outcome::NoToken);
+    let mut preflight = bearer("invalidToken");
+    preflight[0].1 = "OPTIONS".into();
+    preflight.push(("origin".into(), "https://app".into()));
+    preflight.push(("access-control-request-method".into(), "GET".into()));
+    assert_eq!(outcome(&config(), &preflight), Outcome::NoToken);
+}
+
+#[test]
+fn verified_token_is_removed_and_claims_become_headers() {
+    let v = vectors();
+    let token = v["valid"]["RS256"].as_str().unwrap();
+    let Outcome::Verified { mutations, .. } = outcome(&config(), &bearer(token)) else { panic!() };
+    let payload = token.split('.').nth(1).unwrap();
+    assert_eq!(
+        mutations,
+        vec![
+            HeaderMutation::Remove { name: "authorization".into() },
+            HeaderMutation::Append { name: "x-jwt-payload".into(), value: payload.into() },
+            HeaderMutation::Append { name: "x-jwt-sub".into(), value: "demo@asm.test.io".into() },
+            HeaderMutation::Append { name: "x-jwt-team".into(), value: "blue".into() },
+            HeaderMutation::Append { name: "x-jwt-groups".into(), value: "dev,ops".into() },
+            HeaderMutation::Append { name: "x-jwt-level".into(), value: "3".into() },
+            HeaderMutation::Append { name: "x-jwt-admin".into(), value: "true".into() },
+        ]
+    );
+    let sanitize = config().sanitize();
+    assert!(sanitize.contains(&HeaderMutation::Remove { name: "x-jwt-payload".into() }));
+    assert_eq!(sanitize.len(), 6);
+}
+
+#[test]
+fn token_in_the_query_is_removed_from_the_path() {
+    let v = vectors();
+    let token = v["valid"]["ES256"].as_str().unwrap();
+    let mut headers = bearer("x");
+    headers.retain(|(n, _)| n != "authorization");
+    headers[1].1 = format!("/headers?a=1&access_token={token}");
+    let Outcome::Verified { mutations, .. } = outcome(&config(), &headers) else { panic!() };
+    assert_eq!(mutations[0], HeaderMutation::Set { name: ":path".into(), value: "/headers?a=1".into() });
+}
+
+#[test]
+fn every_token_in_a_request_must_verify() {
+    let v = vectors();
+    let good = v["valid"]["RS256"].as_str().unwrap();
+    let bad = v["cases"]["expired"].as_str().unwrap();
+    let mut headers = bearer(good);
+    headers[1].1 = format!("/headers?access_token={bad}");
+    assert_eq!(outcome(&config(), &headers), Outcome::Failed(JwtStatus::JwtExpired));
+    let mut two = bearer(good);
+    two.push(("authorization".into(), format!("Bearer {bad}")));
+    assert_eq!(outcome(&config(), &two), Outcome::Failed(JwtStatus::JwtExpired));
+    let mut same_twice = bearer(good);
+    same_twice[1].1 = format!("/headers?access_token={good}");
+    assert!(matches!(outcome(&config(), &same_twice), Outcome::Verified { .. }));
+}
+
+#[test]
+fn audiences_compare_without_scheme_and_trailing_slash() {
+    assert_eq!(sanitize_audience("https://bookstore/"), "bookstore");
+    assert_eq!(sanitize_audience("http://a.example"), "a.example");
+    let config = config_with(vec![rule(&vectors()["jwks"], &["https://bookstore/"])]);
+    let v = vectors();
+    assert!(matches!(outcome(&config, &bearer(v["valid"]["HS256"].as_str().unwrap())), Outcome::Verified { .. }));
+}
+
+#[test]
+fn two_issuers_each_verify_their_own_tokens() {
+    let v = vectors();
+    let mut other = rule(&v["rotated_jwks"], &[]);
+    other.issuer = v["other_issuer"].as_str().unwrap().into();
+    let config = config_with(vec![rule(&v["jwks"], &["bookstore"]), other]);
+    assert!(matches!(outcome(&config, &bearer(v["valid"]["PS256"].as_str().unwrap())), Outcome::Verified { .. }));
+    // The other issuer is configured now, but its keys do not know rsa-1.
+    assert_eq!(
+        outcome(&config, &bearer(v["cases"]["other_issuer"].as_str().unwrap())),
+        Outcome::Failed(JwtStatus::JwksKidAlgMismatch)
+    );
+}
+
+#[test]
+fn www_authenticate_names_the_realm_and_the_error() {
+    let headers = bearer("x");
+    assert_eq!(
+        www_authenticate(&headers, JwtStatus::JwtExpired),
+        "Bearer realm=\"http://example.com/headers\", error=\"invalid_token\""
+    );
+    assert_eq!(www_authenticate(&headers, JwtStatus::JwtMissed), "Bearer realm=\"http://example.com/headers\"");
+    let mut long = bearer("x");
+    long[1].1 = format!("/{}", "a".repeat(400));
+    let realm = www_authenticate(&long, JwtStatus::JwtMissed);
+    assert_eq!(realm.len(), "Bearer realm=\"http://example.com\"".len() + 256);
+}
+
+#[test]
+fn jwks_parsing_rejects_what_cannot_be_a_key() {
+    assert!(Jwks::parse("{}").is_err());
+    assert!(Jwks::parse(r#"{"keys": []}"#).is_err());
+    assert!(Jwks::parse(r#"{"keys": [{"kty": "RSA", "n": "!!", "e": "AQAB"}]}"#).is_err());
+    assert!(Jwks::parse(r#"{"keys": [{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}]}"#).is_err(), "no usable key");
+    let v = vectors();
+    let mut short = v["jwks"]["keys"][1].clone();
+    // A P-256 coordinate one byte short is left-padded, as Envoy accepts it.
+    let x = token::base64url_decode(short["x"].as_str().unwrap()).unwrap();
+    if x[0] == 0 {
+        short["x"] = serde_json::Value::String(token::base64url_encode(&x[1..]));
+    }
+    assert!(Jwks::parse(&serde_json::json!({"keys": [short]}).to_string()).is_ok());
+    assert!(format!("{:?}", Jwks::parse(&serde_json::json!({"keys": [v["jwks"]["keys"][4]]}).to_string()).unwrap()).contains("redacted"));
+}
