@@ -8,12 +8,18 @@ use std::fmt;
 
 pub use duration::parse_duration;
 use raw::{
-    NumberOrString, RawCondition, RawConfig, RawExtAuthzHttp, RawOperation, RawPolicy, RawRule,
-    RawSource,
+    NumberOrString, RawCondition, RawConfig, RawExtAuthzHttp, RawJwtRule, RawOperation, RawPolicy,
+    RawRule, RawSource,
 };
 
 use crate::ext_authz::{
     BodyOptions, HeaderValueTemplate, Provider, DEFAULT_STATUS_ON_ERROR, DEFAULT_TIMEOUT,
+};
+use crate::jwt::extract::Location;
+use crate::jwt::jwks::Jwks;
+use crate::jwt::{
+    sanitize_audience, JwtConfig, JwtRule, KeySource, DEFAULT_CLOCK_SKEW, DEFAULT_FETCH_TIMEOUT,
+    DEFAULT_REFRESH,
 };
 use crate::policy::matcher::{Cidr, HeaderNames, HostMatch, PathMatch, StringMatch};
 use crate::policy::path::PathNormalization;
@@ -57,8 +63,9 @@ pub struct Needs {
 }
 
 /// The compiled, validated configuration (Envoy's immutable `FilterConfig`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
+    pub jwt: JwtConfig,
     pub providers: Vec<Provider>,
     pub policies: Policies,
     /// Index in `providers` of the one provider CUSTOM policies call.
@@ -199,12 +206,209 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let needs = needs_of(&policies);
+    let jwt = compile_jwt(&raw)?;
     Ok(Config {
+        jwt,
         providers,
         policies,
         custom_provider: custom_provider.map(|(i, _)| i),
         path_normalization,
         needs,
+    })
+}
+
+fn duration_field(
+    text: &Option<String>,
+    at: &str,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, ConfigError> {
+    match text {
+        None => Ok(default),
+        Some(t) => parse_duration(t).map_err(|m| ConfigError::new(at, m)),
+    }
+}
+
+fn compile_jwt(raw: &RawConfig) -> Result<JwtConfig, ConfigError> {
+    let clock_skew = duration_field(&raw.clock_skew, "clockSkew", DEFAULT_CLOCK_SKEW)?;
+    let refresh = duration_field(
+        &raw.jwks_refresh_interval,
+        "jwksRefreshInterval",
+        DEFAULT_REFRESH,
+    )?;
+    if refresh.as_secs() == 0 {
+        return Err(ConfigError::new(
+            "jwksRefreshInterval",
+            "must be at least 1s",
+        ));
+    }
+    let mut config = JwtConfig {
+        rules: Vec::with_capacity(raw.jwt_rules.len()),
+        clock_skew,
+        refresh,
+        locations: Vec::new(),
+    };
+    for (i, r) in raw.jwt_rules.iter().enumerate() {
+        let at = format!("jwtRules[{i}]");
+        if r.issuer.trim().is_empty() {
+            return Err(ConfigError::new(format!("{at}.issuer"), "is required"));
+        }
+        if config.rules.iter().any(|q| q.issuer == r.issuer) {
+            return Err(ConfigError::new(
+                format!("{at}.issuer"),
+                format!("duplicate issuer {:?}", r.issuer),
+            ));
+        }
+        config.rules.push(compile_jwt_rule(r, &at)?);
+    }
+    config.index_locations();
+    Ok(config)
+}
+
+fn compile_jwt_rule(r: &RawJwtRule, at: &str) -> Result<JwtRule, ConfigError> {
+    let field = |f: &str| format!("{at}.{f}");
+    let keys = match (&r.jwks, &r.jwks_uri) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(at, "set one of jwks or jwksUri, not both"))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                at,
+                "one of jwks or jwksUri is required (no OpenID discovery)",
+            ))
+        }
+        (Some(text), None) => {
+            if r.jwks_cluster.is_some() {
+                return Err(ConfigError::new(
+                    field("jwksCluster"),
+                    "only applies with jwksUri",
+                ));
+            }
+            KeySource::Inline(std::rc::Rc::new(
+                Jwks::parse(text).map_err(|m| ConfigError::new(field("jwks"), m))?,
+            ))
+        }
+        (None, Some(uri)) => {
+            let (scheme, rest) = uri
+                .split_once("://")
+                .filter(|(s, _)| *s == "http" || *s == "https")
+                .ok_or_else(|| {
+                    ConfigError::new(field("jwksUri"), "must be an http:// or https:// URL")
+                })?;
+            let (authority, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((h, p)) => (
+                    h,
+                    p.parse::<u16>()
+                        .map_err(|_| ConfigError::new(field("jwksUri"), "has an invalid port"))?,
+                ),
+                None => (authority, if scheme == "https" { 443 } else { 80 }),
+            };
+            if host.is_empty() || authority.contains('@') {
+                return Err(ConfigError::new(field("jwksUri"), "must name a host"));
+            }
+            let cluster = match &r.jwks_cluster {
+                Some(c) if c.trim().is_empty() => {
+                    return Err(ConfigError::new(field("jwksCluster"), "must not be empty"))
+                }
+                Some(c) => c.clone(),
+                None => format!("outbound|{port}||{host}"),
+            };
+            let timeout = duration_field(&r.timeout, &field("timeout"), DEFAULT_FETCH_TIMEOUT)?;
+            if timeout.is_zero() {
+                return Err(ConfigError::new(field("timeout"), "must be greater than 0"));
+            }
+            KeySource::Remote {
+                uri: uri.clone(),
+                cluster,
+                authority: authority.to_string(),
+                path: path.to_string(),
+                timeout,
+            }
+        }
+    };
+    if r.jwks.is_some() && r.timeout.is_some() {
+        return Err(ConfigError::new(
+            field("timeout"),
+            "only applies with jwksUri",
+        ));
+    }
+    let mut locations = Vec::new();
+    for (j, h) in r.from_headers.iter().flatten().enumerate() {
+        if !is_header_name(&h.name) {
+            return Err(ConfigError::new(
+                format!("{at}.fromHeaders[{j}].name"),
+                "is not a valid header name",
+            ));
+        }
+        locations.push(Location::Header {
+            name: h.name.to_ascii_lowercase(),
+            prefix: h.prefix.clone().unwrap_or_default(),
+        });
+    }
+    for (j, p) in r.from_params.iter().flatten().enumerate() {
+        if p.is_empty() {
+            return Err(ConfigError::new(
+                format!("{at}.fromParams[{j}]"),
+                "must not be empty",
+            ));
+        }
+        locations.push(Location::Param(p.clone()));
+    }
+    for (j, c) in r.from_cookies.iter().flatten().enumerate() {
+        if c.is_empty() || c.contains([';', '=', ' ']) {
+            return Err(ConfigError::new(
+                format!("{at}.fromCookies[{j}]"),
+                "is not a cookie name",
+            ));
+        }
+        locations.push(Location::Cookie(c.clone()));
+    }
+    if locations.is_empty() {
+        locations = Location::defaults();
+    }
+    let payload_header = match &r.output_payload_to_header {
+        None => None,
+        Some(h) if is_header_name(h) => Some(h.to_ascii_lowercase()),
+        Some(_) => {
+            return Err(ConfigError::new(
+                field("outputPayloadToHeader"),
+                "is not a valid header name",
+            ))
+        }
+    };
+    let mut claim_headers = Vec::new();
+    for (j, c) in r.output_claim_to_headers.iter().flatten().enumerate() {
+        if !is_header_name(&c.header) {
+            return Err(ConfigError::new(
+                format!("{at}.outputClaimToHeaders[{j}].header"),
+                "is not a valid header name",
+            ));
+        }
+        let path: Vec<String> = c.claim.split('.').map(str::to_string).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::new(
+                format!("{at}.outputClaimToHeaders[{j}].claim"),
+                "must be a claim name or a.b path",
+            ));
+        }
+        claim_headers.push((c.header.to_ascii_lowercase(), path));
+    }
+    Ok(JwtRule {
+        issuer: r.issuer.clone(),
+        audiences: r
+            .audiences
+            .iter()
+            .flatten()
+            .map(|a| sanitize_audience(a))
+            .collect(),
+        keys,
+        locations,
+        forward: r.forward_original_token,
+        payload_header,
+        claim_headers,
     })
 }
 

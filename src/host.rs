@@ -18,6 +18,7 @@ pub trait Host {
     /// Request headers as the proxy holds them: lowercase names, raw value bytes.
     fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
     fn set_request_header(&self, name: &str, value: Option<&str>);
+    fn add_request_header(&self, name: &str, value: &str);
     /// The first `max` bytes of the buffered request body.
     fn request_body(&self, max: usize) -> Option<Vec<u8>>;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
@@ -58,6 +59,13 @@ mod proxy {
             if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
             {
                 log::warn!("set request header {name}: {status:?}");
+            }
+        }
+
+        fn add_request_header(&self, name: &str, value: &str) {
+            if let Err(status) = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)
+            {
+                log::warn!("add request header {name}: {status:?}");
             }
         }
 
@@ -270,6 +278,12 @@ pub mod fake {
             if let Some(v) = value {
                 headers.push((name.to_string(), v.as_bytes().to_vec()));
             }
+        }
+
+        fn add_request_header(&self, name: &str, value: &str) {
+            self.request_headers
+                .borrow_mut()
+                .push((name.to_string(), value.as_bytes().to_vec()));
         }
 
         fn request_body(&self, max: usize) -> Option<Vec<u8>> {

@@ -13,4 +13,3 @@ pub mod policy;
 proxy_wasm::main! {{
     filter::start();
 }}
-

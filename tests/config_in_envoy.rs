@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use testbed::envoy::{repo_root, validate, Envoy};
-use testbed::scenario::{render_config, Listener};
+use testbed::scenario::{render_config, Listener, Ports};
 
 fn config_with(plugin: &str) -> String {
-    render_config(&[Listener::wasm("only", plugin)], 9, 9, false).unwrap()
+    render_config(&[Listener::wasm("only", plugin)], Ports::unused(), false).unwrap()
 }
 
 #[test]

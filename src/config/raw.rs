@@ -9,10 +9,48 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawConfig {
     #[serde(default)]
+    pub jwt_rules: Vec<RawJwtRule>,
+    pub clock_skew: Option<String>,
+    pub jwks_refresh_interval: Option<String>,
+    #[serde(default)]
     pub extension_providers: Vec<RawExtensionProvider>,
     #[serde(default)]
     pub policies: Vec<RawPolicy>,
     pub path_normalization: Option<String>,
+}
+
+/// `RequestAuthentication.spec.jwtRules[]`, plus `jwksCluster` for plain Envoy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawJwtRule {
+    pub issuer: String,
+    pub audiences: Option<Vec<String>>,
+    pub jwks_uri: Option<String>,
+    pub jwks: Option<String>,
+    pub jwks_cluster: Option<String>,
+    pub from_headers: Option<Vec<RawFromHeader>>,
+    pub from_params: Option<Vec<String>>,
+    pub from_cookies: Option<Vec<String>>,
+    pub output_payload_to_header: Option<String>,
+    #[serde(default)]
+    pub forward_original_token: bool,
+    pub output_claim_to_headers: Option<Vec<RawClaimToHeader>>,
+    /// JWKS fetch timeout (Istio `jwtRules[].timeout`).
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFromHeader {
+    pub name: String,
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimToHeader {
+    pub header: String,
+    pub claim: String,
 }
 
 /// `meshConfig.extensionProviders[]`; only `envoyExtAuthzHttp` is a known provider kind.

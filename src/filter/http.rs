@@ -17,7 +17,18 @@ use crate::policy::path::{normalize, PathNormalization};
 use crate::policy::{LocalDecision, RequestAttributes};
 
 use super::body_watch::{BodyDelivery, BodyWatch};
+use super::keys::KeyCache;
 use super::metrics::{Metric, Metrics};
+use crate::jwt::status::JwtStatus;
+use crate::jwt::{www_authenticate, Outcome};
+
+/// What all requests of one plugin share (owned by the root context).
+#[derive(Debug)]
+pub struct Shared {
+    pub metrics: Metrics,
+    pub body_watch: BodyWatch,
+    pub keys: KeyCache,
+}
 
 /// Envoy's reply body when RBAC denies (`RBAC: access denied`).
 pub const RBAC_DENIED_BODY: &str = "RBAC: access denied";
@@ -34,6 +45,10 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     NotStarted,
+    /// Waiting for the remote keys of this JWT rule.
+    WaitingForKeys {
+        rule: usize,
+    },
     /// Waiting for the request body the check request carries.
     Buffering,
     /// Check request sent; the token matches its answer to this request.
@@ -62,10 +77,13 @@ fn action(verdict: Verdict) -> Action {
 /// One HTTP request going through the filter.
 pub struct AuthzRequest {
     config: Rc<Config>,
-    metrics: Rc<Metrics>,
-    body_watch: Rc<BodyWatch>,
+    shared: Rc<Shared>,
     context_id: u32,
     state: State,
+    /// The headers arrived with the end of the stream (no body).
+    headers_only: bool,
+    /// Body seen while waiting for keys: (bytes buffered, complete).
+    early_body: Option<(usize, bool)>,
     /// Client request headers, lowercase names, values as text.
     headers: Vec<(String, String)>,
     attributes: RequestAttributes,
@@ -76,18 +94,14 @@ pub struct AuthzRequest {
 }
 
 impl AuthzRequest {
-    pub fn new(
-        config: Rc<Config>,
-        metrics: Rc<Metrics>,
-        body_watch: Rc<BodyWatch>,
-        context_id: u32,
-    ) -> AuthzRequest {
+    pub fn new(config: Rc<Config>, shared: Rc<Shared>, context_id: u32) -> AuthzRequest {
         AuthzRequest {
             config,
-            metrics,
-            body_watch,
+            shared,
             context_id,
             state: State::NotStarted,
+            headers_only: false,
+            early_body: None,
             headers: Vec::new(),
             attributes: RequestAttributes::default(),
             request_path: String::new(),
@@ -100,37 +114,158 @@ impl AuthzRequest {
         if self.state != State::NotStarted {
             return Action::Continue;
         }
+        self.headers_only = end_of_stream;
         self.read_request(host);
+        self.sanitize(host);
+        action(self.evaluate(host))
+    }
+
+    /// The JWT rule whose remote keys this request waits for.
+    pub fn waiting_for_keys(&self) -> Option<usize> {
+        match self.state {
+            State::WaitingForKeys { rule } => Some(rule),
+            _ => None,
+        }
+    }
+
+    /// The callout in flight, if any (its answer must come back to this request).
+    pub fn call_in_flight(&self) -> Option<u32> {
+        match self.state {
+            State::Calling { token } => Some(token),
+            _ => None,
+        }
+    }
+
+    /// The keys this request waited for arrived (or their fetch failed): authenticate again and
+    /// go on; the request was paused, so it is resumed when it may proceed.
+    pub fn on_keys_ready(&mut self, host: &dyn Host) {
+        if self.waiting_for_keys().is_none() {
+            return;
+        }
+        self.state = State::NotStarted;
+        if let Verdict::Proceed = self.evaluate(host) {
+            host.resume_request();
+        }
+    }
+
+    /// Removes the headers the filter writes from verified tokens, on every request.
+    fn sanitize(&mut self, host: &dyn Host) {
+        let mutations = self.config.jwt.sanitize();
+        if mutations.is_empty() {
+            return;
+        }
+        for mutation in &mutations {
+            if self.header(mutation.name()).is_some() {
+                host.set_request_header(mutation.name(), None);
+            }
+        }
+        headers::apply(&mut self.headers, &mutations);
+        headers::apply(&mut self.attributes.headers, &mutations);
+    }
+
+    /// Authentication, then CUSTOM, then DENY / ALLOW.
+    fn evaluate(&mut self, host: &dyn Host) -> Verdict {
+        if let Some(verdict) = self.authenticate(host) {
+            return verdict;
+        }
         let config = Rc::clone(&self.config);
         if config.policies.custom_match(&self.attributes).is_none() {
-            return action(self.decide_locally(host));
+            return self.decide_locally(host);
         }
         let Some(provider) = config.custom_provider() else {
             log::error!("#{} CUSTOM policy without a provider", self.context_id);
-            return action(self.reply_internal_error(host));
+            return self.reply_internal_error(host);
         };
         if let Some(body) = provider.body {
-            if !end_of_stream {
+            let complete = self.headers_only || self.early_body.is_some_and(|(_, end)| end);
+            if !complete {
                 let declared = self
                     .header("content-length")
                     .and_then(|v| v.trim().parse::<u64>().ok());
                 if !body.allow_partial_message
                     && declared.is_some_and(|len| len > u64::from(body.max_request_bytes))
                 {
-                    return action(self.reply_too_large(host));
+                    return self.reply_too_large(host);
                 }
-                if self.body_watch.delivery() == BodyDelivery::Never {
-                    log::error!("#{} {BODY_NEVER_DELIVERED}", self.context_id);
-                    return action(self.reply_internal_error(host));
+                if self.early_body.is_none() {
+                    if self.shared.body_watch.delivery() == BodyDelivery::Never {
+                        log::error!("#{} {BODY_NEVER_DELIVERED}", self.context_id);
+                        return self.reply_internal_error(host);
+                    }
+                    log::debug!("#{} waiting for the request body", self.context_id);
+                    self.shared.body_watch.waiting(self.context_id, host.now());
                 }
-                log::debug!("#{} waiting for the request body", self.context_id);
-                self.body_watch.waiting(self.context_id, host.now());
                 self.state = State::Buffering;
-                return Action::Pause;
+                return Verdict::Hold;
+            }
+            if let Some((size, _)) = self.early_body {
+                return self.check_with_body(host, provider, size);
             }
         }
-        let verdict = self.check(host, provider, None);
-        action(verdict)
+        self.check(host, provider, None)
+    }
+
+    /// Verifies tokens; `Some` when the request was answered or must wait for keys.
+    fn authenticate(&mut self, host: &dyn Host) -> Option<Verdict> {
+        let jwt = &self.config.jwt;
+        if jwt.is_empty() {
+            return None;
+        }
+        let now = host.now();
+        self.shared.keys.set_now(now);
+        let seconds = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        match jwt.authenticate(&self.shared.keys, &self.headers, seconds) {
+            Outcome::NoToken => None,
+            Outcome::Verified { auth, mutations } => {
+                self.shared.metrics.increment(host, Metric::JwtAllowed);
+                for mutation in &mutations {
+                    match mutation {
+                        HeaderMutation::Set { name, value } => {
+                            host.set_request_header(name, Some(value))
+                        }
+                        HeaderMutation::Append { name, value } => {
+                            host.add_request_header(name, value)
+                        }
+                        HeaderMutation::Remove { name } => host.set_request_header(name, None),
+                    }
+                    if let HeaderMutation::Set { name, value } = mutation {
+                        if name == ":path" {
+                            self.request_path = value.clone();
+                        }
+                    }
+                }
+                headers::apply(&mut self.headers, &mutations);
+                headers::apply(&mut self.attributes.headers, &mutations);
+                self.attributes.auth = Some(auth);
+                None
+            }
+            Outcome::Failed(status) => {
+                self.shared.metrics.increment(host, Metric::JwtDenied);
+                log::info!("#{} denied: {}", self.context_id, status.message());
+                Some(self.reply_jwt(host, status))
+            }
+            Outcome::Pending { rule } => {
+                log::debug!(
+                    "#{} waiting for the keys of jwtRules[{rule}]",
+                    self.context_id
+                );
+                self.state = State::WaitingForKeys { rule };
+                Some(Verdict::Hold)
+            }
+        }
+    }
+
+    fn reply_jwt(&mut self, host: &dyn Host, status: JwtStatus) -> Verdict {
+        let challenge = www_authenticate(&self.headers, status);
+        self.reply(
+            host,
+            status.http_status(),
+            &[("www-authenticate", &challenge)],
+            status.message().as_bytes(),
+        )
     }
 
     pub fn on_request_body(
@@ -143,11 +278,15 @@ impl AuthzRequest {
             "#{} request body: {body_size} bytes buffered, end of stream {end_of_stream}",
             self.context_id
         );
-        if self.state != State::Buffering {
-            return match self.state {
-                State::Calling { .. } => Action::Pause,
-                _ => Action::Continue,
-            };
+        self.shared.body_watch.arrived(self.context_id);
+        match self.state {
+            State::Buffering => {}
+            State::WaitingForKeys { .. } => {
+                self.early_body = Some((body_size, end_of_stream));
+                return Action::Pause;
+            }
+            State::Calling { .. } => return Action::Pause,
+            _ => return Action::Continue,
         }
         let config = Rc::clone(&self.config);
         let Some(provider) = config.custom_provider() else {
@@ -163,21 +302,34 @@ impl AuthzRequest {
         if !end_of_stream && body_size < max {
             return Action::Pause;
         }
+        action(self.check_with_body(host, provider, body_size))
+    }
+
+    fn check_with_body(
+        &mut self,
+        host: &dyn Host,
+        provider: &Provider,
+        body_size: usize,
+    ) -> Verdict {
+        let max = provider.body.map_or(0, |b| b.max_request_bytes as usize);
+        if body_size > max && provider.body.is_some_and(|b| !b.allow_partial_message) {
+            return self.reply_too_large(host);
+        }
         let bytes = host.request_body(max.min(body_size)).unwrap_or_default();
         let body = RequestBody {
             partial: body_size > bytes.len(),
             bytes,
         };
-        let verdict = self.check(host, provider, Some(&body));
-        action(verdict)
+        self.check(host, provider, Some(&body))
     }
 
+    /// The callout's answer (`None`: no response, as on timeout or reset), read by the caller
+    /// while the host still holds it.
     pub fn on_call_response(
         &mut self,
         host: &dyn Host,
         token: u32,
-        num_headers: usize,
-        body_size: usize,
+        response: Option<CallResponse>,
     ) {
         match self.state {
             State::Calling { token: expected } if expected == token => {}
@@ -191,11 +343,10 @@ impl AuthzRequest {
         }
         if let Some(started) = self.call_started {
             let elapsed = host.now().duration_since(started).unwrap_or_default();
-            self.metrics
+            self.shared
+                .metrics
                 .record(host, Metric::ExtAuthzLatencyMs, elapsed.as_millis() as u64);
         }
-        let response: Option<CallResponse> =
-            (num_headers > 0).then(|| host.call_response(body_size));
         let config = Rc::clone(&self.config);
         let Some(provider) = config.custom_provider() else {
             self.reply_internal_error(host);
@@ -358,7 +509,7 @@ impl AuthzRequest {
                 upstream,
                 downstream,
             } => {
-                self.metrics.increment(host, Metric::ExtAuthzOk);
+                self.shared.metrics.increment(host, Metric::ExtAuthzOk);
                 for mutation in &upstream {
                     match mutation {
                         HeaderMutation::Set { name, value } => {
@@ -377,7 +528,7 @@ impl AuthzRequest {
                 headers,
                 body,
             } => {
-                self.metrics.increment(host, Metric::ExtAuthzDenied);
+                self.shared.metrics.increment(host, Metric::ExtAuthzDenied);
                 log::info!(
                     "#{} denied by ext_authz provider {:?} with status {status}",
                     self.context_id,
@@ -390,9 +541,10 @@ impl AuthzRequest {
                 self.reply(host, status, &headers, &body)
             }
             CheckResponse::Error(kind) => {
-                self.metrics.increment(host, Metric::ExtAuthzError);
+                self.shared.metrics.increment(host, Metric::ExtAuthzError);
                 if provider.fail_open {
-                    self.metrics
+                    self.shared
+                        .metrics
                         .increment(host, Metric::ExtAuthzFailureModeAllowed);
                     log::warn!(
                         "#{} ext_authz error ({kind:?}); failOpen lets the request through",
@@ -420,7 +572,7 @@ impl AuthzRequest {
         }
         match policies.evaluate_local(&self.attributes) {
             LocalDecision::Allow => {
-                self.metrics.increment(host, Metric::RbacAllowed);
+                self.shared.metrics.increment(host, Metric::RbacAllowed);
                 self.state = State::Allowed;
                 Verdict::Proceed
             }
@@ -429,12 +581,16 @@ impl AuthzRequest {
                     "#{} denied by policy {policy:?}: DENY rule matched",
                     self.context_id
                 );
-                self.metrics.increment(host, Metric::RbacDenied);
+                self.shared.metrics.increment(host, Metric::RbacDenied);
                 self.reply(host, 403, &[], RBAC_DENIED_BODY.as_bytes())
             }
             LocalDecision::NoAllowMatch => {
                 log::info!("#{} denied: no ALLOW policy matched", self.context_id);
-                self.metrics.increment(host, Metric::RbacDenied);
+                self.shared.metrics.increment(host, Metric::RbacDenied);
+                if !self.config.jwt.is_empty() && self.attributes.auth.is_none() {
+                    // No token at all: ask for one (RFC 6750), as the ingress tutorial shows.
+                    return self.reply_jwt(host, JwtStatus::JwtMissed);
+                }
                 self.reply(host, 403, &[], RBAC_DENIED_BODY.as_bytes())
             }
         }
@@ -445,7 +601,7 @@ impl AuthzRequest {
             "#{} denied: request body over maxRequestBytes",
             self.context_id
         );
-        self.metrics.increment(host, Metric::RequestTooLarge);
+        self.shared.metrics.increment(host, Metric::RequestTooLarge);
         self.reply(host, 413, &[], PAYLOAD_TOO_LARGE_BODY.as_bytes())
     }
 
@@ -468,7 +624,7 @@ impl AuthzRequest {
 
 impl Drop for AuthzRequest {
     fn drop(&mut self) {
-        self.body_watch.forget(self.context_id);
+        self.shared.body_watch.forget(self.context_id);
     }
 }
 

@@ -20,10 +20,14 @@ pub enum Metric {
     RbacAllowed,
     RbacDenied,
     RequestTooLarge,
+    JwtAllowed,
+    JwtDenied,
+    JwksFetchSuccess,
+    JwksFetchFailed,
 }
 
 impl Metric {
-    const COUNT: usize = 8;
+    const COUNT: usize = 12;
     const ALL: [Metric; Metric::COUNT] = [
         Metric::ExtAuthzOk,
         Metric::ExtAuthzDenied,
@@ -33,6 +37,10 @@ impl Metric {
         Metric::RbacAllowed,
         Metric::RbacDenied,
         Metric::RequestTooLarge,
+        Metric::JwtAllowed,
+        Metric::JwtDenied,
+        Metric::JwksFetchSuccess,
+        Metric::JwksFetchFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +53,10 @@ impl Metric {
             Metric::RbacAllowed => "inline_authz.rbac.allowed",
             Metric::RbacDenied => "inline_authz.rbac.denied",
             Metric::RequestTooLarge => "inline_authz.ext_authz.request_too_large",
+            Metric::JwtAllowed => "inline_authz.jwt_authn.allowed",
+            Metric::JwtDenied => "inline_authz.jwt_authn.denied",
+            Metric::JwksFetchSuccess => "inline_authz.jwks.fetch_success",
+            Metric::JwksFetchFailed => "inline_authz.jwks.fetch_failed",
         }
     }
 

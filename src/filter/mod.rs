@@ -3,6 +3,7 @@
 
 pub mod body_watch;
 pub mod http;
+pub mod keys;
 pub mod metrics;
 
 /// Registers the root context; called once per VM from `main!`.
@@ -13,21 +14,33 @@ pub fn start() {
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {
-    use std::rc::Rc;
+    use std::cell::RefCell;
+    use std::rc::{Rc, Weak};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+    use proxy_wasm::hostcalls;
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
     use proxy_wasm::types::{Action as ProxyAction, BufferType, ContextType, LogLevel};
 
     use super::body_watch::{BodyWatch, LIMIT};
-    use super::http::{Action, AuthzRequest, BODY_NEVER_DELIVERED};
-    use super::metrics::Metrics;
+    use super::http::{Action, AuthzRequest, Shared, BODY_NEVER_DELIVERED};
+    use super::keys::KeyCache;
+    use super::metrics::{Metric, Metrics};
     use crate::config::Config;
-    use crate::host::ProxyWasm;
+    use crate::ext_authz::CallResponse;
+    use crate::host::{Host, ProxyWasm};
+    use crate::jwt::jwks::Jwks;
+    use crate::jwt::KeySource;
+
+    /// How often the root context looks at key refreshes and stuck bodies.
+    const TICK: Duration = Duration::from_secs(1);
+    /// A worker holding the fetch lease of a key set keeps it this long.
+    const LEASE: Duration = Duration::from_secs(10);
 
     pub fn start() {
         proxy_wasm::set_log_level(LogLevel::Trace);
         std::panic::set_hook(Box::new(|info| {
-            let _ = proxy_wasm::hostcalls::log(
+            let _ = hostcalls::log(
                 LogLevel::Critical,
                 &format!("inline-authz panicked, failing closed: {info}"),
             );
@@ -35,8 +48,8 @@ mod wasm {
         proxy_wasm::set_root_context(|_| {
             Box::new(Root {
                 config: None,
-                metrics: Rc::new(Metrics::default()),
-                body_watch: Rc::new(BodyWatch::default()),
+                shared: None,
+                wakeups: Rc::new(Wakeups::default()),
             })
         });
     }
@@ -48,14 +61,257 @@ mod wasm {
         }
     }
 
+    fn now() -> SystemTime {
+        hostcalls::get_current_time().unwrap_or(UNIX_EPOCH)
+    }
+
+    fn seconds(at: SystemTime) -> u64 {
+        at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+    }
+
+    /// A request parked with the root context (the HTTP context owns it).
+    type Parked = Weak<RefCell<AuthzRequest>>;
+
+    /// Requests the root context must drive: those waiting for keys, and those whose callout was
+    /// dispatched while the root was the active context (its answer comes to the root).
+    #[derive(Default)]
+    struct Wakeups {
+        waiting: RefCell<Vec<(u32, Parked)>>,
+        forwarded: RefCell<Vec<(u32, u32, Parked)>>,
+    }
+
     /// The plugin: one per configuration, shared by the requests through `Rc`.
     struct Root {
         config: Option<Rc<Config>>,
-        metrics: Rc<Metrics>,
-        body_watch: Rc<BodyWatch>,
+        shared: Option<Rc<Shared>>,
+        wakeups: Rc<Wakeups>,
     }
 
-    impl Context for Root {}
+    impl Root {
+        fn shared_key(issuer: &str) -> String {
+            format!("inline-authz/jwks/{issuer}")
+        }
+
+        /// Adopts a fresher key set another worker fetched; true when it did.
+        fn adopt_shared(
+            &self,
+            config: &Config,
+            shared: &Shared,
+            rule: usize,
+            at: SystemTime,
+        ) -> bool {
+            let issuer = &config.jwt.rules[rule].issuer;
+            let Ok((Some(bytes), _)) = hostcalls::get_shared_data(&Self::shared_key(issuer)) else {
+                return false;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let Some((stamp, jwks)) = text.split_once('\n') else {
+                return false;
+            };
+            let Ok(fetched_at) = stamp.parse::<u64>() else {
+                return false;
+            };
+            if seconds(at).saturating_sub(fetched_at) >= config.jwt.refresh.as_secs()
+                || !shared.keys.older_than(rule, fetched_at)
+            {
+                return false;
+            }
+            match Jwks::parse(jwks) {
+                Ok(keys) => {
+                    shared.keys.fetched(
+                        rule,
+                        UNIX_EPOCH + Duration::from_secs(fetched_at),
+                        Ok(keys),
+                    );
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+
+        /// Takes the fetch lease of a key set (compare-and-swap on shared data).
+        fn take_lease(issuer: &str, at: SystemTime) -> bool {
+            let key = format!("inline-authz/jwks-lease/{issuer}");
+            let (current, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
+            let held = current
+                .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok())
+                .is_some_and(|until| until > seconds(at));
+            if held {
+                return false;
+            }
+            let until = (seconds(at) + LEASE.as_secs()).to_string();
+            hostcalls::set_shared_data(&key, Some(until.as_bytes()), cas).is_ok()
+        }
+
+        fn fetch_due_keys(&self) {
+            let (Some(config), Some(shared)) = (self.config.clone(), self.shared.clone()) else {
+                return;
+            };
+            let at = now();
+            for rule in shared.keys.due(at) {
+                if self.adopt_shared(&config, &shared, rule, at) {
+                    log::info!(
+                        "jwks for {:?} taken from another worker",
+                        config.jwt.rules[rule].issuer
+                    );
+                    self.wake(rule);
+                    continue;
+                }
+                let KeySource::Remote {
+                    cluster,
+                    authority,
+                    path,
+                    timeout,
+                    ..
+                } = &config.jwt.rules[rule].keys
+                else {
+                    continue;
+                };
+                let forced = shared.keys.forced(rule);
+                if !forced
+                    && shared.keys.has_keys(rule)
+                    && !Self::take_lease(&config.jwt.rules[rule].issuer, at)
+                {
+                    continue;
+                }
+                let headers = [
+                    (":method", "GET"),
+                    (":path", path.as_str()),
+                    (":authority", authority.as_str()),
+                    ("accept", "application/json"),
+                ];
+                match hostcalls::dispatch_http_call(
+                    cluster,
+                    headers.to_vec(),
+                    None,
+                    vec![],
+                    *timeout,
+                ) {
+                    Ok(token) => shared.keys.started(rule, token),
+                    Err(status) => {
+                        log::warn!("jwks fetch for {:?} via cluster {cluster:?} not dispatched: {status:?}", config.jwt.rules[rule].issuer);
+                        shared
+                            .metrics
+                            .increment(&ProxyWasm, Metric::JwksFetchFailed);
+                        shared.keys.fetched(rule, at, Err(format!("{status:?}")));
+                        self.wake(rule);
+                    }
+                }
+            }
+        }
+
+        /// Lets the requests waiting for a rule's keys go on.
+        fn wake(&self, rule: usize) {
+            let waiting: Vec<(u32, Parked)> = {
+                let mut all = self.wakeups.waiting.borrow_mut();
+                let (now_ready, still): (Vec<_>, Vec<_>) = all.drain(..).partition(|(_, weak)| {
+                    weak.upgrade()
+                        .is_some_and(|r| r.borrow().waiting_for_keys() == Some(rule))
+                });
+                *all = still
+                    .into_iter()
+                    .filter(|(_, w)| w.strong_count() > 0)
+                    .collect();
+                now_ready
+            };
+            for (context_id, weak) in waiting {
+                let Some(request) = weak.upgrade() else {
+                    continue;
+                };
+                if hostcalls::set_effective_context(context_id).is_err() {
+                    continue;
+                }
+                request.borrow_mut().on_keys_ready(&ProxyWasm);
+                if let Some(token) = request.borrow().call_in_flight() {
+                    self.wakeups
+                        .forwarded
+                        .borrow_mut()
+                        .push((token, context_id, weak));
+                }
+                if request.borrow().waiting_for_keys().is_some() {
+                    self.wakeups
+                        .waiting
+                        .borrow_mut()
+                        .push((context_id, Rc::downgrade(&request)));
+                }
+            }
+        }
+
+        fn on_keys_answer(&self, rule: usize, num_headers: usize, body_size: usize) {
+            let (Some(config), Some(shared)) = (self.config.clone(), self.shared.clone()) else {
+                return;
+            };
+            let issuer = &config.jwt.rules[rule].issuer;
+            let answer = (num_headers > 0).then(|| ProxyWasm.call_response(body_size));
+            let result = match &answer {
+                None => Err("no response (timeout, reset or refused)".to_string()),
+                Some(a) if a.status() != Some(200) => Err(format!("status {:?}", a.status())),
+                Some(a) => Jwks::parse(&String::from_utf8_lossy(&a.body)),
+            };
+            let at = now();
+            match &result {
+                Ok(_) => {
+                    log::info!("jwks for {issuer:?} fetched");
+                    shared
+                        .metrics
+                        .increment(&ProxyWasm, Metric::JwksFetchSuccess);
+                    if let Some(a) = &answer {
+                        let value =
+                            format!("{}\n{}", seconds(at), String::from_utf8_lossy(&a.body));
+                        let _ = hostcalls::set_shared_data(
+                            &Self::shared_key(issuer),
+                            Some(value.as_bytes()),
+                            None,
+                        );
+                    }
+                }
+                Err(why) => {
+                    log::warn!(
+                        "jwks fetch for {issuer:?} failed: {why}; keeping the last good keys"
+                    );
+                    shared
+                        .metrics
+                        .increment(&ProxyWasm, Metric::JwksFetchFailed);
+                }
+            }
+            shared.keys.fetched(rule, at, result);
+            self.wake(rule);
+        }
+    }
+
+    impl Context for Root {
+        fn on_http_call_response(
+            &mut self,
+            token: u32,
+            num_headers: usize,
+            body_size: usize,
+            _trailers: usize,
+        ) {
+            let Some(shared) = self.shared.clone() else {
+                return;
+            };
+            if let Some(rule) = shared.keys.rule_of(token) {
+                self.on_keys_answer(rule, num_headers, body_size);
+                return;
+            }
+            let forwarded = {
+                let mut all = self.wakeups.forwarded.borrow_mut();
+                let position = all.iter().position(|(t, _, _)| *t == token);
+                position.map(|i| all.remove(i))
+            };
+            if let Some((_, context_id, weak)) = forwarded {
+                let response: Option<CallResponse> =
+                    (num_headers > 0).then(|| ProxyWasm.call_response(body_size));
+                if let (Some(request), Ok(())) =
+                    (weak.upgrade(), hostcalls::set_effective_context(context_id))
+                {
+                    request
+                        .borrow_mut()
+                        .on_call_response(&ProxyWasm, token, response);
+                }
+            }
+        }
+    }
 
     impl RootContext for Root {
         fn on_vm_start(&mut self, _size: usize) -> bool {
@@ -64,63 +320,84 @@ mod wasm {
         }
 
         fn on_configure(&mut self, _size: usize) -> bool {
-            let bytes =
-                proxy_wasm::hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
-            match Config::parse(&bytes) {
-                Ok(config) => {
-                    log::info!(
-                        "inline-authz configured: {} provider(s), {} CUSTOM / {} DENY / {} ALLOW policies",
-                        config.providers.len(),
-                        config.policies.custom.len(),
-                        config.policies.deny.len(),
-                        config.policies.allow.len()
-                    );
-                    self.metrics = Rc::new(Metrics::define(&ProxyWasm));
-                    if config.custom_provider().is_some_and(|p| p.body.is_some()) {
-                        let _ = proxy_wasm::hostcalls::set_tick_period(LIMIT / 5);
-                    }
-                    self.config = Some(Rc::new(config));
-                    true
-                }
+            let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let config = match Config::parse(&bytes) {
+                Ok(config) => config,
                 Err(error) => {
                     log::error!("invalid configuration: {error}");
-                    false
+                    return false;
                 }
+            };
+            log::info!(
+                "inline-authz configured: {} JWT rule(s), {} provider(s), {} CUSTOM / {} DENY / {} ALLOW policies",
+                config.jwt.rules.len(),
+                config.providers.len(),
+                config.policies.custom.len(),
+                config.policies.deny.len(),
+                config.policies.allow.len()
+            );
+            let shared = Rc::new(Shared {
+                metrics: Metrics::define(&ProxyWasm),
+                body_watch: BodyWatch::default(),
+                keys: KeyCache::new(&config.jwt),
+            });
+            let needs_tick = shared.keys.has_remote()
+                || config.custom_provider().is_some_and(|p| p.body.is_some());
+            if needs_tick {
+                let _ = hostcalls::set_tick_period(TICK.min(LIMIT / 5));
             }
+            self.shared = Some(shared);
+            self.config = Some(Rc::new(config));
+            self.fetch_due_keys();
+            true
         }
 
         fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
             let config = self.config.clone()?;
+            let shared = self.shared.clone()?;
             Some(Box::new(Filter {
-                request: AuthzRequest::new(
-                    config,
-                    Rc::clone(&self.metrics),
-                    Rc::clone(&self.body_watch),
-                    context_id,
-                ),
+                context_id,
+                request: Rc::new(RefCell::new(AuthzRequest::new(config, shared, context_id))),
+                wakeups: Rc::clone(&self.wakeups),
             }))
-        }
-
-        fn on_tick(&mut self) {
-            let now = proxy_wasm::hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH);
-            for context_id in self.body_watch.expired(now) {
-                log::error!("#{context_id} {BODY_NEVER_DELIVERED}");
-                if proxy_wasm::hostcalls::set_effective_context(context_id).is_ok() {
-                    let _ = proxy_wasm::hostcalls::send_http_response(500, vec![], None);
-                }
-            }
         }
 
         fn get_type(&self) -> Option<ContextType> {
             Some(ContextType::HttpContext)
         }
+
+        fn on_tick(&mut self) {
+            let Some(shared) = self.shared.clone() else {
+                return;
+            };
+            for context_id in shared.body_watch.expired(now()) {
+                log::error!("#{context_id} {BODY_NEVER_DELIVERED}");
+                if hostcalls::set_effective_context(context_id).is_ok() {
+                    let _ = hostcalls::send_http_response(500, vec![], None);
+                }
+            }
+            self.fetch_due_keys();
+        }
     }
 
     struct Filter {
-        request: AuthzRequest,
+        context_id: u32,
+        request: Rc<RefCell<AuthzRequest>>,
+        wakeups: Rc<Wakeups>,
+    }
+
+    impl Filter {
+        fn register_if_waiting(&self) {
+            if self.request.borrow().waiting_for_keys().is_some() {
+                self.wakeups
+                    .waiting
+                    .borrow_mut()
+                    .push((self.context_id, Rc::downgrade(&self.request)));
+            }
+        }
     }
 
     impl Context for Filter {
@@ -131,8 +408,11 @@ mod wasm {
             body_size: usize,
             _trailers: usize,
         ) {
+            let response: Option<CallResponse> =
+                (num_headers > 0).then(|| ProxyWasm.call_response(body_size));
             self.request
-                .on_call_response(&ProxyWasm, token, num_headers, body_size);
+                .borrow_mut()
+                .on_call_response(&ProxyWasm, token, response);
         }
     }
 
@@ -142,14 +422,20 @@ mod wasm {
             _num_headers: usize,
             end_of_stream: bool,
         ) -> ProxyAction {
-            to_proxy(self.request.on_request_headers(&ProxyWasm, end_of_stream))
+            let action = self
+                .request
+                .borrow_mut()
+                .on_request_headers(&ProxyWasm, end_of_stream);
+            self.register_if_waiting();
+            to_proxy(action)
         }
 
         fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> ProxyAction {
-            to_proxy(
-                self.request
-                    .on_request_body(&ProxyWasm, body_size, end_of_stream),
-            )
+            to_proxy(self.request.borrow_mut().on_request_body(
+                &ProxyWasm,
+                body_size,
+                end_of_stream,
+            ))
         }
 
         fn on_http_response_headers(
@@ -157,7 +443,7 @@ mod wasm {
             _num_headers: usize,
             _end_of_stream: bool,
         ) -> ProxyAction {
-            to_proxy(self.request.on_response_headers(&ProxyWasm))
+            to_proxy(self.request.borrow_mut().on_response_headers(&ProxyWasm))
         }
     }
 }

@@ -6,7 +6,10 @@
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {
     /// Lowercase header name and the prefix before the token (case-sensitive, as Envoy).
-    Header { name: String, prefix: String },
+    Header {
+        name: String,
+        prefix: String,
+    },
     Param(String),
     Cookie(String),
 }
@@ -15,7 +18,10 @@ impl Location {
     /// Envoy's defaults, used when a rule gives no `fromHeaders`, `fromParams` or `fromCookies`.
     pub fn defaults() -> Vec<Location> {
         vec![
-            Location::Header { name: "authorization".into(), prefix: "Bearer ".into() },
+            Location::Header {
+                name: "authorization".into(),
+                prefix: "Bearer ".into(),
+            },
             Location::Param("access_token".into()),
         ]
     }
@@ -86,7 +92,9 @@ pub fn without_param(path: &str, name: &str) -> String {
     };
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| !pair.is_empty() && percent_decode(pair.split('=').next().unwrap_or("")) != name)
+        .filter(|pair| {
+            !pair.is_empty() && percent_decode(pair.split('=').next().unwrap_or("")) != name
+        })
         .collect();
     if kept.is_empty() {
         base.to_string()
@@ -108,15 +116,24 @@ fn cookie(headers: &[(String, String)], name: &str) -> Option<String> {
 /// Every token at these locations, in Envoy's order (headers, then params, then cookies); one
 /// per header value; empty tokens skipped.
 pub fn extract(locations: &[Location], headers: &[(String, String)]) -> Vec<Extracted> {
-    let path = headers.iter().find(|(n, _)| n == ":path").map_or("", |(_, v)| v.as_str());
+    let path = headers
+        .iter()
+        .find(|(n, _)| n == ":path")
+        .map_or("", |(_, v)| v.as_str());
     let query = query_of(path);
     let mut found = Vec::new();
     let mut push = |token: String, location: &Location| {
         if !token.is_empty() {
-            found.push(Extracted { token, location: location.clone() });
+            found.push(Extracted {
+                token,
+                location: location.clone(),
+            });
         }
     };
-    for location in locations.iter().filter(|l| matches!(l, Location::Header { .. })) {
+    for location in locations
+        .iter()
+        .filter(|l| matches!(l, Location::Header { .. }))
+    {
         if let Location::Header { name, prefix } = location {
             for (_, value) in headers.iter().filter(|(n, _)| n == name) {
                 if let Some(token) = after_prefix(value, prefix) {
@@ -148,14 +165,19 @@ mod tests {
     use super::*;
 
     fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn istio_defaults_read_bearer_header_and_access_token_param() {
         let found = extract(
             &Location::defaults(),
-            &headers(&[(":path", "/x?access_token=a.b.c&y=1"), ("authorization", "Bearer h.p.s")]),
+            &headers(&[
+                (":path", "/x?access_token=a.b.c&y=1"),
+                ("authorization", "Bearer h.p.s"),
+            ]),
         );
         let tokens: Vec<&str> = found.iter().map(|e| e.token.as_str()).collect();
         assert_eq!(tokens, vec!["h.p.s", "a.b.c"]);
@@ -164,7 +186,14 @@ mod tests {
     #[test]
     fn prefix_is_case_sensitive_and_other_schemes_are_ignored() {
         for value in ["bearer h.p.s", "Basic dXNlcjpwYXNz", "h.p.s"] {
-            assert!(extract(&Location::defaults(), &headers(&[(":path", "/"), ("authorization", value)])).is_empty(), "{value}");
+            assert!(
+                extract(
+                    &Location::defaults(),
+                    &headers(&[(":path", "/"), ("authorization", value)])
+                )
+                .is_empty(),
+                "{value}"
+            );
         }
     }
 
@@ -172,7 +201,11 @@ mod tests {
     fn each_header_value_is_one_token() {
         let found = extract(
             &Location::defaults(),
-            &headers(&[(":path", "/"), ("authorization", "Bearer one"), ("authorization", "Bearer two")]),
+            &headers(&[
+                (":path", "/"),
+                ("authorization", "Bearer one"),
+                ("authorization", "Bearer two"),
+            ]),
         );
         assert_eq!(found.len(), 2);
     }
@@ -180,13 +213,20 @@ mod tests {
     #[test]
     fn custom_headers_params_and_cookies() {
         let locations = vec![
-            Location::Header { name: "x-jwt".into(), prefix: String::new() },
+            Location::Header {
+                name: "x-jwt".into(),
+                prefix: String::new(),
+            },
             Location::Param("token".into()),
             Location::Cookie("session".into()),
         ];
         let found = extract(
             &locations,
-            &headers(&[(":path", "/?token=q%2Et"), ("x-jwt", "raw.tok.en"), ("cookie", "a=1; session=c.k.e")]),
+            &headers(&[
+                (":path", "/?token=q%2Et"),
+                ("x-jwt", "raw.tok.en"),
+                ("cookie", "a=1; session=c.k.e"),
+            ]),
         );
         let tokens: Vec<&str> = found.iter().map(|e| e.token.as_str()).collect();
         assert_eq!(tokens, vec!["raw.tok.en", "q.t", "c.k.e"]);
@@ -201,9 +241,15 @@ mod tests {
 
     #[test]
     fn removing_a_param_keeps_the_rest() {
-        assert_eq!(without_param("/x?access_token=t&b=2", "access_token"), "/x?b=2");
+        assert_eq!(
+            without_param("/x?access_token=t&b=2", "access_token"),
+            "/x?b=2"
+        );
         assert_eq!(without_param("/x?access_token=t", "access_token"), "/x");
-        assert_eq!(without_param("/x?a=1&access_token=t&access_token=u&c", "access_token"), "/x?a=1&c");
+        assert_eq!(
+            without_param("/x?a=1&access_token=t&access_token=u&c", "access_token"),
+            "/x?a=1&c"
+        );
         assert_eq!(without_param("/x", "access_token"), "/x");
     }
 }

@@ -32,8 +32,10 @@ impl KeyMaterial {
     pub fn fits(&self, alg: Alg) -> bool {
         matches!(
             (self, alg),
-            (KeyMaterial::Rsa(_), Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512)
-                | (KeyMaterial::P256(_), Alg::Es256)
+            (
+                KeyMaterial::Rsa(_),
+                Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512
+            ) | (KeyMaterial::P256(_), Alg::Es256)
                 | (KeyMaterial::P384(_), Alg::Es384)
                 | (KeyMaterial::Ed25519(_), Alg::EdDsa)
                 | (KeyMaterial::Oct(_), Alg::Hs256 | Alg::Hs384 | Alg::Hs512)
@@ -67,7 +69,10 @@ fn decoded(key: &Value, name: &str) -> Result<Vec<u8>, String> {
 /// A coordinate left-padded to the curve size: Envoy accepts one that is a byte short.
 fn coordinate(bytes: Vec<u8>, size: usize) -> Result<Vec<u8>, String> {
     if bytes.len() > size || bytes.len() + 1 < size {
-        return Err(format!("EC coordinate of {} bytes for a {size}-byte curve", bytes.len()));
+        return Err(format!(
+            "EC coordinate of {} bytes for a {size}-byte curve",
+            bytes.len()
+        ));
     }
     let mut padded = vec![0; size - bytes.len()];
     padded.extend(bytes);
@@ -87,7 +92,9 @@ fn material(key: &Value) -> Result<Option<KeyMaterial>, String> {
         "RSA" => {
             let n = rsa::BigUint::from_bytes_be(&decoded(key, "n")?);
             let e = rsa::BigUint::from_bytes_be(&decoded(key, "e")?);
-            KeyMaterial::Rsa(rsa::RsaPublicKey::new(n, e).map_err(|e| format!("invalid RSA key: {e}"))?)
+            KeyMaterial::Rsa(
+                rsa::RsaPublicKey::new(n, e).map_err(|e| format!("invalid RSA key: {e}"))?,
+            )
         }
         "EC" => match field(key, "crv").ok_or("missing \"crv\"")? {
             "P-256" => KeyMaterial::P256(
@@ -138,7 +145,9 @@ impl Jwks {
             if field(key, "use").is_some_and(|u| u != "sig") {
                 continue;
             }
-            let Some(material) = material(key).map_err(|m| format!("keys[{i}]: {m}"))? else { continue };
+            let Some(material) = material(key).map_err(|m| format!("keys[{i}]: {m}"))? else {
+                continue;
+            };
             jwks.keys.push(Jwk {
                 kid: field(key, "kid").map(str::to_string),
                 alg: field(key, "alg").map(str::to_string),

@@ -35,7 +35,13 @@ pub const MAX_REALM_PATH: usize = 256;
 pub enum KeySource {
     Inline(Rc<Jwks>),
     /// Fetched by the proxy from `uri` through Envoy cluster `cluster`.
-    Remote { uri: String, cluster: String, authority: String, path: String, timeout: Duration },
+    Remote {
+        uri: String,
+        cluster: String,
+        authority: String,
+        path: String,
+        timeout: Duration,
+    },
 }
 
 /// A compiled `jwtRules[]` entry (Envoy's `JwtProvider`).
@@ -63,8 +69,8 @@ pub struct JwtConfig {
 }
 
 /// The keys of one rule as the key store has them now.
-pub enum Keys<'a> {
-    Ready(&'a Jwks),
+pub enum Keys {
+    Ready(Rc<Jwks>),
     /// Not fetched yet: the request waits.
     Pending,
     /// The fetch failed and no keys were ever had.
@@ -73,16 +79,21 @@ pub enum Keys<'a> {
 
 /// Gives the current keys of a rule (inline, or fetched and cached by the root context).
 pub trait KeyStore {
-    fn keys(&self, rule: usize) -> Keys<'_>;
+    fn keys(&self, rule: usize) -> Keys;
+    /// A token named a key the rule's keys do not have: true when the store starts a (rate
+    /// limited) refetch the request should wait for. Inline keys never refetch.
+    fn unknown_key(&self, _rule: usize) -> bool {
+        false
+    }
 }
 
 /// A key store with only the inline keys (remote keys are always pending).
 pub struct InlineKeys<'a>(pub &'a JwtConfig);
 
 impl KeyStore for InlineKeys<'_> {
-    fn keys(&self, rule: usize) -> Keys<'_> {
+    fn keys(&self, rule: usize) -> Keys {
         match self.0.rules.get(rule).map(|r| &r.keys) {
-            Some(KeySource::Inline(jwks)) => Keys::Ready(jwks),
+            Some(KeySource::Inline(jwks)) => Keys::Ready(Rc::clone(jwks)),
             _ => Keys::Pending,
         }
     }
@@ -94,15 +105,29 @@ pub enum Outcome {
     /// No token anywhere (or a CORS preflight): continue unauthenticated.
     NoToken,
     /// Every token verified; `mutations` remove forwarded tokens and add payload / claim headers.
-    Verified { auth: AuthInfo, mutations: Vec<HeaderMutation> },
+    Verified {
+        auth: AuthInfo,
+        mutations: Vec<HeaderMutation>,
+    },
     Failed(JwtStatus),
     /// A rule's remote keys are not there yet.
-    Pending { rule: usize },
+    Pending {
+        rule: usize,
+    },
+}
+
+/// Why verifying one token stopped.
+enum Stop {
+    Failed(JwtStatus),
+    Pending(usize),
 }
 
 /// Istio/Envoy audience comparison: `http(s)://` and one trailing `/` do not count.
 pub fn sanitize_audience(audience: &str) -> String {
-    let a = audience.strip_prefix("https://").or_else(|| audience.strip_prefix("http://")).unwrap_or(audience);
+    let a = audience
+        .strip_prefix("https://")
+        .or_else(|| audience.strip_prefix("http://"))
+        .unwrap_or(audience);
     a.strip_suffix('/').unwrap_or(a).to_string()
 }
 
@@ -135,14 +160,32 @@ impl JwtConfig {
         }
         names.sort_unstable();
         names.dedup();
-        names.into_iter().map(|n| HeaderMutation::Remove { name: n.to_string() }).collect()
+        names
+            .into_iter()
+            .map(|n| HeaderMutation::Remove {
+                name: n.to_string(),
+            })
+            .collect()
     }
 
     /// Authenticates a request (headers after `sanitize`, lowercase names, `:path` included).
-    pub fn authenticate(&self, keys: &dyn KeyStore, headers: &[(String, String)], now: u64) -> Outcome {
-        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    pub fn authenticate(
+        &self,
+        keys: &dyn KeyStore,
+        headers: &[(String, String)],
+        now: u64,
+    ) -> Outcome {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
         let non_empty = |name: &str| header(name).is_some_and(|v| !v.is_empty());
-        if header(":method") == Some("OPTIONS") && non_empty("origin") && non_empty("access-control-request-method") {
+        if header(":method") == Some("OPTIONS")
+            && non_empty("origin")
+            && non_empty("access-control-request-method")
+        {
             return Outcome::NoToken;
         }
         let all_locations: Vec<Location> = self.locations.iter().map(|(l, _)| l.clone()).collect();
@@ -154,10 +197,15 @@ impl JwtConfig {
         // Envoy verifies the last-extracted token first; the first failure decides.
         let mut verified = Vec::with_capacity(tokens.len());
         for found in tokens.iter().rev() {
-            let readers = self.locations.iter().find(|(l, _)| *l == found.location).map_or(&[][..], |(_, r)| r);
+            let readers = self
+                .locations
+                .iter()
+                .find(|(l, _)| *l == found.location)
+                .map_or(&[][..], |(_, r)| r);
             match self.verify_one(keys, &found.token, readers, now) {
                 Ok((jwt, rule)) => verified.push((jwt, rule, &found.location)),
-                Err(outcome) => return outcome,
+                Err(Stop::Failed(status)) => return Outcome::Failed(status),
+                Err(Stop::Pending(rule)) => return Outcome::Pending { rule },
             }
         }
         verified.reverse();
@@ -166,20 +214,31 @@ impl JwtConfig {
             let rule = &self.rules[*rule_index];
             if !rule.forward {
                 match location {
-                    Location::Header { name, .. } => mutations.push(HeaderMutation::Remove { name: name.clone() }),
+                    Location::Header { name, .. } => {
+                        mutations.push(HeaderMutation::Remove { name: name.clone() })
+                    }
                     Location::Param(name) => {
                         let path = header(":path").unwrap_or("/");
-                        mutations.push(HeaderMutation::Set { name: ":path".into(), value: without_param(path, name) });
+                        mutations.push(HeaderMutation::Set {
+                            name: ":path".into(),
+                            value: without_param(path, name),
+                        });
                     }
                     Location::Cookie(_) => {}
                 }
             }
             if let Some(name) = &rule.payload_header {
-                mutations.push(HeaderMutation::Append { name: name.clone(), value: jwt.payload_segment.clone() });
+                mutations.push(HeaderMutation::Append {
+                    name: name.clone(),
+                    value: jwt.payload_segment.clone(),
+                });
             }
             for (name, path) in &rule.claim_headers {
                 if let Some(value) = claim_header_value(&jwt.claims, path) {
-                    mutations.push(HeaderMutation::Append { name: name.clone(), value });
+                    mutations.push(HeaderMutation::Append {
+                        name: name.clone(),
+                        value,
+                    });
                 }
             }
         }
@@ -188,30 +247,50 @@ impl JwtConfig {
         let auth = AuthInfo {
             principal: format!("{}/{}", jwt.issuer, jwt.subject),
             audiences: jwt.audiences.clone(),
-            presenter: jwt.claims.get("azp").and_then(Value::as_str).map(str::to_string),
+            presenter: jwt
+                .claims
+                .get("azp")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             claims: Value::Object(jwt.claims.clone()),
         };
         Outcome::Verified { auth, mutations }
     }
 
-    fn verify_one(&self, keys: &dyn KeyStore, token: &str, readers: &[usize], now: u64) -> Result<(Jwt, usize), Outcome> {
-        let jwt = Jwt::parse(token).map_err(Outcome::Failed)?;
+    fn verify_one(
+        &self,
+        keys: &dyn KeyStore,
+        token: &str,
+        readers: &[usize],
+        now: u64,
+    ) -> Result<(Jwt, usize), Stop> {
+        let jwt = Jwt::parse(token).map_err(Stop::Failed)?;
         let rule_index = readers
             .iter()
             .copied()
             .find(|i| self.rules[*i].issuer == jwt.issuer)
-            .ok_or(Outcome::Failed(JwtStatus::JwtUnknownIssuer))?;
+            .ok_or(Stop::Failed(JwtStatus::JwtUnknownIssuer))?;
         let rule = &self.rules[rule_index];
-        jwt.check_time(now, self.clock_skew.as_secs()).map_err(Outcome::Failed)?;
+        jwt.check_time(now, self.clock_skew.as_secs())
+            .map_err(Stop::Failed)?;
         if !rule.audiences.is_empty()
-            && !jwt.audiences.iter().any(|a| rule.audiences.contains(&sanitize_audience(a)))
+            && !jwt
+                .audiences
+                .iter()
+                .any(|a| rule.audiences.contains(&sanitize_audience(a)))
         {
-            return Err(Outcome::Failed(JwtStatus::JwtAudienceNotAllowed));
+            return Err(Stop::Failed(JwtStatus::JwtAudienceNotAllowed));
         }
         match keys.keys(rule_index) {
-            Keys::Ready(jwks) => verify::verify(&jwt, jwks).map_err(Outcome::Failed)?,
-            Keys::Pending => return Err(Outcome::Pending { rule: rule_index }),
-            Keys::Failed => return Err(Outcome::Failed(JwtStatus::JwksFetchFail)),
+            Keys::Ready(jwks) => match verify::verify(&jwt, &jwks) {
+                Ok(()) => {}
+                Err(JwtStatus::JwksKidAlgMismatch) if keys.unknown_key(rule_index) => {
+                    return Err(Stop::Pending(rule_index))
+                }
+                Err(status) => return Err(Stop::Failed(status)),
+            },
+            Keys::Pending => return Err(Stop::Pending(rule_index)),
+            Keys::Failed => return Err(Stop::Failed(JwtStatus::JwksFetchFail)),
         }
         Ok((jwt, rule_index))
     }
@@ -237,7 +316,11 @@ fn claim_header_value(claims: &serde_json::Map<String, Value>, path: &[String]) 
         }
     }
     let text = match value {
-        Value::Array(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>()?.join(","),
+        Value::Array(items) => items
+            .iter()
+            .map(scalar)
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
         other => scalar(other)?,
     };
     (!text.is_empty()).then_some(text)
@@ -246,9 +329,18 @@ fn claim_header_value(claims: &serde_json::Map<String, Value>, path: &[String]) 
 /// `Bearer realm="<scheme>://<host><path>"` (path cut at 256 bytes), with
 /// `, error="invalid_token"` unless the token was missing (Envoy's `jwt_authn`).
 pub fn www_authenticate(headers: &[(String, String)], status: JwtStatus) -> String {
-    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str());
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
     let original = header("x-envoy-original-path");
-    let path = if original.is_empty() { header(":path") } else { original };
+    let path = if original.is_empty() {
+        header(":path")
+    } else {
+        original
+    };
     let mut cut = path.len().min(MAX_REALM_PATH);
     while !path.is_char_boundary(cut) {
         cut -= 1;

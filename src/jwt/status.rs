@@ -39,21 +39,39 @@ impl JwtStatus {
             JwtStatus::JwtMissed => "Jwt is missing",
             JwtStatus::JwtNotYetValid => "Jwt not yet valid",
             JwtStatus::JwtExpired => "Jwt is expired",
-            JwtStatus::JwtBadFormat => "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+            JwtStatus::JwtBadFormat => {
+                "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+            }
             JwtStatus::JwtHeaderParseErrorBadBase64 => "Jwt header is an invalid Base64url encoded",
             JwtStatus::JwtHeaderParseErrorBadJson => "Jwt header is an invalid JSON",
             JwtStatus::JwtHeaderBadAlg => "Jwt header [alg] field is required and must be a string",
             JwtStatus::JwtHeaderNotImplementedAlg => "Jwt header [alg] is not supported",
             JwtStatus::JwtHeaderBadKid => "Jwt header [kid] field is not a string",
-            JwtStatus::JwtPayloadParseErrorBadBase64 => "Jwt payload is an invalid Base64url encoded",
+            JwtStatus::JwtPayloadParseErrorBadBase64 => {
+                "Jwt payload is an invalid Base64url encoded"
+            }
             JwtStatus::JwtPayloadParseErrorBadJson => "Jwt payload is an invalid JSON",
-            JwtStatus::JwtPayloadParseErrorIssNotString => "Jwt payload [iss] field is not a string",
-            JwtStatus::JwtPayloadParseErrorSubNotString => "Jwt payload [sub] field is not a string",
-            JwtStatus::JwtPayloadParseErrorIatNotInteger => "Jwt payload [iat] field is not an integer",
-            JwtStatus::JwtPayloadParseErrorNbfNotInteger => "Jwt payload [nbf] field is not an integer",
-            JwtStatus::JwtPayloadParseErrorExpNotInteger => "Jwt payload [exp] field is not an integer",
-            JwtStatus::JwtPayloadParseErrorAudNotString => "Jwt payload [aud] field is not a string or string list",
-            JwtStatus::JwtSignatureParseErrorBadBase64 => "Jwt signature is an invalid Base64url encoded",
+            JwtStatus::JwtPayloadParseErrorIssNotString => {
+                "Jwt payload [iss] field is not a string"
+            }
+            JwtStatus::JwtPayloadParseErrorSubNotString => {
+                "Jwt payload [sub] field is not a string"
+            }
+            JwtStatus::JwtPayloadParseErrorIatNotInteger => {
+                "Jwt payload [iat] field is not an integer"
+            }
+            JwtStatus::JwtPayloadParseErrorNbfNotInteger => {
+                "Jwt payload [nbf] field is not an integer"
+            }
+            JwtStatus::JwtPayloadParseErrorExpNotInteger => {
+                "Jwt payload [exp] field is not an integer"
+            }
+            JwtStatus::JwtPayloadParseErrorAudNotString => {
+                "Jwt payload [aud] field is not a string or string list"
+            }
+            JwtStatus::JwtSignatureParseErrorBadBase64 => {
+                "Jwt signature is an invalid Base64url encoded"
+            }
             JwtStatus::JwtUnknownIssuer => "Jwt issuer is not configured",
             JwtStatus::JwtAudienceNotAllowed => "Audiences in Jwt are not allowed",
             JwtStatus::JwtVerificationFail => "Jwt verification fails",

@@ -30,7 +30,12 @@ fn rule(jwks: &serde_json::Value, audiences: &[&str]) -> JwtRule {
 }
 
 fn config_with(rules: Vec<JwtRule>) -> JwtConfig {
-    let mut config = JwtConfig { rules, clock_skew: DEFAULT_CLOCK_SKEW, refresh: DEFAULT_REFRESH, locations: vec![] };
+    let mut config = JwtConfig {
+        rules,
+        clock_skew: DEFAULT_CLOCK_SKEW,
+        refresh: DEFAULT_REFRESH,
+        locations: vec![],
+    };
     config.index_locations();
     config
 }
@@ -54,7 +59,9 @@ fn outcome(config: &JwtConfig, headers: &[(String, String)]) -> Outcome {
 
 fn status_of(name: &str) -> Option<JwtStatus> {
     let v = vectors();
-    let token = v["cases"][name].as_str().unwrap_or_else(|| panic!("no case {name}"));
+    let token = v["cases"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no case {name}"));
     match outcome(&config(), &bearer(token)) {
         Outcome::Failed(status) => Some(status),
         _ => None,
@@ -68,7 +75,10 @@ fn every_algorithm_verifies() {
     for (alg, token) in v["valid"].as_object().unwrap() {
         match outcome(&config, &bearer(token.as_str().unwrap())) {
             Outcome::Verified { auth, .. } => {
-                assert_eq!(auth.principal, "testing@asm.test.io/demo@asm.test.io", "{alg}");
+                assert_eq!(
+                    auth.principal, "testing@asm.test.io/demo@asm.test.io",
+                    "{alg}"
+                );
                 assert_eq!(auth.audiences, vec!["bookstore"]);
                 assert_eq!(auth.presenter.as_deref(), Some("web-app"));
             }
@@ -92,8 +102,14 @@ fn every_failure_kind_gets_envoys_status() {
         ("hs256_with_rsa_modulus", JwtStatus::JwtVerificationFail),
         ("es256_naming_the_rsa_key", JwtStatus::JwtVerificationFail),
         ("alg_none", JwtStatus::JwtHeaderNotImplementedAlg),
-        ("alg_none_with_signature", JwtStatus::JwtHeaderNotImplementedAlg),
-        ("malformed_json_payload", JwtStatus::JwtPayloadParseErrorBadJson),
+        (
+            "alg_none_with_signature",
+            JwtStatus::JwtHeaderNotImplementedAlg,
+        ),
+        (
+            "malformed_json_payload",
+            JwtStatus::JwtPayloadParseErrorBadJson,
+        ),
     ];
     for (name, want) in cases {
         assert_eq!(status_of(name), Some(want), "{name}");
@@ -105,8 +121,17 @@ fn every_failure_kind_gets_envoys_status() {
 #[test]
 fn a_token_without_kid_tries_every_key_and_an_invalid_string_is_bad_format() {
     let v = vectors();
-    assert!(matches!(outcome(&config(), &bearer(v["cases"]["valid_without_kid"].as_str().unwrap())), Outcome::Verified { .. }));
-    assert_eq!(outcome(&config(), &bearer("invalidToken")), Outcome::Failed(JwtStatus::JwtBadFormat));
+    assert!(matches!(
+        outcome(
+            &config(),
+            &bearer(v["cases"]["valid_without_kid"].as_str().unwrap())
+        ),
+        Outcome::Verified { .. }
+    ));
+    assert_eq!(
+        outcome(&config(), &bearer("invalidToken")),
+        Outcome::Failed(JwtStatus::JwtBadFormat)
+    );
 }
 
 #[test]
@@ -125,22 +150,46 @@ fn no_token_continues_and_a_cors_preflight_is_not_checked() {
 fn verified_token_is_removed_and_claims_become_headers() {
     let v = vectors();
     let token = v["valid"]["RS256"].as_str().unwrap();
-    let Outcome::Verified { mutations, .. } = outcome(&config(), &bearer(token)) else { panic!() };
+    let Outcome::Verified { mutations, .. } = outcome(&config(), &bearer(token)) else {
+        panic!()
+    };
     let payload = token.split('.').nth(1).unwrap();
     assert_eq!(
         mutations,
         vec![
-            HeaderMutation::Remove { name: "authorization".into() },
-            HeaderMutation::Append { name: "x-jwt-payload".into(), value: payload.into() },
-            HeaderMutation::Append { name: "x-jwt-sub".into(), value: "demo@asm.test.io".into() },
-            HeaderMutation::Append { name: "x-jwt-team".into(), value: "blue".into() },
-            HeaderMutation::Append { name: "x-jwt-groups".into(), value: "dev,ops".into() },
-            HeaderMutation::Append { name: "x-jwt-level".into(), value: "3".into() },
-            HeaderMutation::Append { name: "x-jwt-admin".into(), value: "true".into() },
+            HeaderMutation::Remove {
+                name: "authorization".into()
+            },
+            HeaderMutation::Append {
+                name: "x-jwt-payload".into(),
+                value: payload.into()
+            },
+            HeaderMutation::Append {
+                name: "x-jwt-sub".into(),
+                value: "demo@asm.test.io".into()
+            },
+            HeaderMutation::Append {
+                name: "x-jwt-team".into(),
+                value: "blue".into()
+            },
+            HeaderMutation::Append {
+                name: "x-jwt-groups".into(),
+                value: "dev,ops".into()
+            },
+            HeaderMutation::Append {
+                name: "x-jwt-level".into(),
+                value: "3".into()
+            },
+            HeaderMutation::Append {
+                name: "x-jwt-admin".into(),
+                value: "true".into()
+            },
         ]
     );
     let sanitize = config().sanitize();
-    assert!(sanitize.contains(&HeaderMutation::Remove { name: "x-jwt-payload".into() }));
+    assert!(sanitize.contains(&HeaderMutation::Remove {
+        name: "x-jwt-payload".into()
+    }));
     assert_eq!(sanitize.len(), 6);
 }
 
@@ -151,8 +200,16 @@ fn token_in_the_query_is_removed_from_the_path() {
     let mut headers = bearer("x");
     headers.retain(|(n, _)| n != "authorization");
     headers[1].1 = format!("/headers?a=1&access_token={token}");
-    let Outcome::Verified { mutations, .. } = outcome(&config(), &headers) else { panic!() };
-    assert_eq!(mutations[0], HeaderMutation::Set { name: ":path".into(), value: "/headers?a=1".into() });
+    let Outcome::Verified { mutations, .. } = outcome(&config(), &headers) else {
+        panic!()
+    };
+    assert_eq!(
+        mutations[0],
+        HeaderMutation::Set {
+            name: ":path".into(),
+            value: "/headers?a=1".into()
+        }
+    );
 }
 
 #[test]
@@ -162,13 +219,22 @@ fn every_token_in_a_request_must_verify() {
     let bad = v["cases"]["expired"].as_str().unwrap();
     let mut headers = bearer(good);
     headers[1].1 = format!("/headers?access_token={bad}");
-    assert_eq!(outcome(&config(), &headers), Outcome::Failed(JwtStatus::JwtExpired));
+    assert_eq!(
+        outcome(&config(), &headers),
+        Outcome::Failed(JwtStatus::JwtExpired)
+    );
     let mut two = bearer(good);
     two.push(("authorization".into(), format!("Bearer {bad}")));
-    assert_eq!(outcome(&config(), &two), Outcome::Failed(JwtStatus::JwtExpired));
+    assert_eq!(
+        outcome(&config(), &two),
+        Outcome::Failed(JwtStatus::JwtExpired)
+    );
     let mut same_twice = bearer(good);
     same_twice[1].1 = format!("/headers?access_token={good}");
-    assert!(matches!(outcome(&config(), &same_twice), Outcome::Verified { .. }));
+    assert!(matches!(
+        outcome(&config(), &same_twice),
+        Outcome::Verified { .. }
+    ));
 }
 
 #[test]
@@ -177,7 +243,10 @@ fn audiences_compare_without_scheme_and_trailing_slash() {
     assert_eq!(sanitize_audience("http://a.example"), "a.example");
     let config = config_with(vec![rule(&vectors()["jwks"], &["https://bookstore/"])]);
     let v = vectors();
-    assert!(matches!(outcome(&config, &bearer(v["valid"]["HS256"].as_str().unwrap())), Outcome::Verified { .. }));
+    assert!(matches!(
+        outcome(&config, &bearer(v["valid"]["HS256"].as_str().unwrap())),
+        Outcome::Verified { .. }
+    ));
 }
 
 #[test]
@@ -186,10 +255,16 @@ fn two_issuers_each_verify_their_own_tokens() {
     let mut other = rule(&v["rotated_jwks"], &[]);
     other.issuer = v["other_issuer"].as_str().unwrap().into();
     let config = config_with(vec![rule(&v["jwks"], &["bookstore"]), other]);
-    assert!(matches!(outcome(&config, &bearer(v["valid"]["PS256"].as_str().unwrap())), Outcome::Verified { .. }));
+    assert!(matches!(
+        outcome(&config, &bearer(v["valid"]["PS256"].as_str().unwrap())),
+        Outcome::Verified { .. }
+    ));
     // The other issuer is configured now, but its keys do not know rsa-1.
     assert_eq!(
-        outcome(&config, &bearer(v["cases"]["other_issuer"].as_str().unwrap())),
+        outcome(
+            &config,
+            &bearer(v["cases"]["other_issuer"].as_str().unwrap())
+        ),
         Outcome::Failed(JwtStatus::JwksKidAlgMismatch)
     );
 }
@@ -201,11 +276,17 @@ fn www_authenticate_names_the_realm_and_the_error() {
         www_authenticate(&headers, JwtStatus::JwtExpired),
         "Bearer realm=\"http://example.com/headers\", error=\"invalid_token\""
     );
-    assert_eq!(www_authenticate(&headers, JwtStatus::JwtMissed), "Bearer realm=\"http://example.com/headers\"");
+    assert_eq!(
+        www_authenticate(&headers, JwtStatus::JwtMissed),
+        "Bearer realm=\"http://example.com/headers\""
+    );
     let mut long = bearer("x");
     long[1].1 = format!("/{}", "a".repeat(400));
     let realm = www_authenticate(&long, JwtStatus::JwtMissed);
-    assert_eq!(realm.len(), "Bearer realm=\"http://example.com\"".len() + 256);
+    assert_eq!(
+        realm.len(),
+        "Bearer realm=\"http://example.com\"".len() + 256
+    );
 }
 
 #[test]
@@ -213,7 +294,10 @@ fn jwks_parsing_rejects_what_cannot_be_a_key() {
     assert!(Jwks::parse("{}").is_err());
     assert!(Jwks::parse(r#"{"keys": []}"#).is_err());
     assert!(Jwks::parse(r#"{"keys": [{"kty": "RSA", "n": "!!", "e": "AQAB"}]}"#).is_err());
-    assert!(Jwks::parse(r#"{"keys": [{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}]}"#).is_err(), "no usable key");
+    assert!(
+        Jwks::parse(r#"{"keys": [{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}]}"#).is_err(),
+        "no usable key"
+    );
     let v = vectors();
     let mut short = v["jwks"]["keys"][1].clone();
     // A P-256 coordinate one byte short is left-padded, as Envoy accepts it.
@@ -222,5 +306,9 @@ fn jwks_parsing_rejects_what_cannot_be_a_key() {
         short["x"] = serde_json::Value::String(token::base64url_encode(&x[1..]));
     }
     assert!(Jwks::parse(&serde_json::json!({"keys": [short]}).to_string()).is_ok());
-    assert!(format!("{:?}", Jwks::parse(&serde_json::json!({"keys": [v["jwks"]["keys"][4]]}).to_string()).unwrap()).contains("redacted"));
+    assert!(format!(
+        "{:?}",
+        Jwks::parse(&serde_json::json!({"keys": [v["jwks"]["keys"][4]]}).to_string()).unwrap()
+    )
+    .contains("redacted"));
 }

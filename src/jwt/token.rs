@@ -115,7 +115,10 @@ pub fn base64url_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }
@@ -133,23 +136,29 @@ fn integer(value: Option<&Value>, error: JwtStatus) -> Result<Option<u64>, JwtSt
 impl Jwt {
     pub fn parse(token: &str) -> Result<Jwt, JwtStatus> {
         let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(JwtStatus::JwtBadFormat);
         };
-        let header_json = base64url_decode(header).ok_or(JwtStatus::JwtHeaderParseErrorBadBase64)?;
-        let header_map: Map<String, Value> =
-            serde_json::from_slice(&header_json).map_err(|_| JwtStatus::JwtHeaderParseErrorBadJson)?;
-        let alg_name = header_map.get("alg").and_then(Value::as_str).ok_or(JwtStatus::JwtHeaderBadAlg)?;
+        let header_json =
+            base64url_decode(header).ok_or(JwtStatus::JwtHeaderParseErrorBadBase64)?;
+        let header_map: Map<String, Value> = serde_json::from_slice(&header_json)
+            .map_err(|_| JwtStatus::JwtHeaderParseErrorBadJson)?;
+        let alg_name = header_map
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or(JwtStatus::JwtHeaderBadAlg)?;
         let alg = Alg::parse(alg_name).ok_or(JwtStatus::JwtHeaderNotImplementedAlg)?;
         let kid = match header_map.get("kid") {
             None => None,
             Some(Value::String(k)) => Some(k.clone()),
             Some(_) => return Err(JwtStatus::JwtHeaderBadKid),
         };
-        let payload_json = base64url_decode(payload).ok_or(JwtStatus::JwtPayloadParseErrorBadBase64)?;
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&payload_json).map_err(|_| JwtStatus::JwtPayloadParseErrorBadJson)?;
+        let payload_json =
+            base64url_decode(payload).ok_or(JwtStatus::JwtPayloadParseErrorBadBase64)?;
+        let claims: Map<String, Value> = serde_json::from_slice(&payload_json)
+            .map_err(|_| JwtStatus::JwtPayloadParseErrorBadJson)?;
         let text = |name: &str, error: JwtStatus| -> Result<String, JwtStatus> {
             match claims.get(name) {
                 None => Ok(String::new()),
@@ -169,11 +178,21 @@ impl Jwt {
                 .ok_or(JwtStatus::JwtPayloadParseErrorAudNotString)?,
             Some(_) => return Err(JwtStatus::JwtPayloadParseErrorAudNotString),
         };
-        integer(claims.get("iat"), JwtStatus::JwtPayloadParseErrorIatNotInteger)?;
-        let not_before = integer(claims.get("nbf"), JwtStatus::JwtPayloadParseErrorNbfNotInteger)?;
-        let expires = integer(claims.get("exp"), JwtStatus::JwtPayloadParseErrorExpNotInteger)?;
-        let signature = base64url_decode(signature).ok_or(JwtStatus::JwtSignatureParseErrorBadBase64)?;
-        let signing_input = token[..header.len() + 1 + payload.len()].as_bytes().to_vec();
+        integer(
+            claims.get("iat"),
+            JwtStatus::JwtPayloadParseErrorIatNotInteger,
+        )?;
+        let not_before = integer(
+            claims.get("nbf"),
+            JwtStatus::JwtPayloadParseErrorNbfNotInteger,
+        )?;
+        let expires = integer(
+            claims.get("exp"),
+            JwtStatus::JwtPayloadParseErrorExpNotInteger,
+        )?;
+        let signature =
+            base64url_decode(signature).ok_or(JwtStatus::JwtSignatureParseErrorBadBase64)?;
+        let signing_input = token.as_bytes()[..header.len() + 1 + payload.len()].to_vec();
         Ok(Jwt {
             alg,
             kid,
@@ -191,10 +210,16 @@ impl Jwt {
 
     /// `exp` / `nbf` against the host's clock, with leeway (jwt_verify_lib's rule).
     pub fn check_time(&self, now: u64, skew: u64) -> Result<(), JwtStatus> {
-        if self.not_before.is_some_and(|nbf| now.saturating_add(skew) < nbf) {
+        if self
+            .not_before
+            .is_some_and(|nbf| now.saturating_add(skew) < nbf)
+        {
             return Err(JwtStatus::JwtNotYetValid);
         }
-        if self.expires.is_some_and(|exp| now > exp.saturating_add(skew)) {
+        if self
+            .expires
+            .is_some_and(|exp| now > exp.saturating_add(skew))
+        {
             return Err(JwtStatus::JwtExpired);
         }
         Ok(())
@@ -206,12 +231,25 @@ mod tests {
     use super::*;
 
     fn token(header: &str, payload: &str) -> String {
-        format!("{}.{}.c2ln", base64url_encode(header.as_bytes()), base64url_encode(payload.as_bytes()))
+        format!(
+            "{}.{}.c2ln",
+            base64url_encode(header.as_bytes()),
+            base64url_encode(payload.as_bytes())
+        )
     }
 
     #[test]
     fn base64url_round_trips() {
-        for text in ["", "f", "fo", "foo", "foob", "fooba", "foobar", "\u{ff}\u{fe}"] {
+        for text in [
+            "",
+            "f",
+            "fo",
+            "foo",
+            "foob",
+            "fooba",
+            "foobar",
+            "\u{ff}\u{fe}",
+        ] {
             let encoded = base64url_encode(text.as_bytes());
             assert!(!encoded.contains('='));
             assert_eq!(base64url_decode(&encoded).as_deref(), Some(text.as_bytes()));
@@ -219,7 +257,11 @@ mod tests {
         assert_eq!(base64url_decode("Zm9v"), Some(b"foo".to_vec()));
         assert_eq!(base64url_decode("Zg=="), Some(b"f".to_vec()));
         assert_eq!(base64url_decode("Z"), None);
-        assert_eq!(base64url_decode("Zm9v+"), None, "standard base64 is not base64url");
+        assert_eq!(
+            base64url_decode("Zm9v+"),
+            None,
+            "standard base64 is not base64url"
+        );
     }
 
     #[test]
@@ -242,16 +284,43 @@ mod tests {
             ("invalidToken".to_string(), JwtStatus::JwtBadFormat),
             ("a.b".to_string(), JwtStatus::JwtBadFormat),
             ("a.b.c.d".to_string(), JwtStatus::JwtBadFormat),
-            ("!!.e30.c2ln".to_string(), JwtStatus::JwtHeaderParseErrorBadBase64),
-            (token("not json", "{}"), JwtStatus::JwtHeaderParseErrorBadJson),
+            (
+                "!!.e30.c2ln".to_string(),
+                JwtStatus::JwtHeaderParseErrorBadBase64,
+            ),
+            (
+                token("not json", "{}"),
+                JwtStatus::JwtHeaderParseErrorBadJson,
+            ),
             (token(r#"{"typ":"JWT"}"#, "{}"), JwtStatus::JwtHeaderBadAlg),
-            (token(r#"{"alg":"none"}"#, "{}"), JwtStatus::JwtHeaderNotImplementedAlg),
-            (token(r#"{"alg":"RS256","kid":7}"#, "{}"), JwtStatus::JwtHeaderBadKid),
-            (token(r#"{"alg":"RS256"}"#, "[1]"), JwtStatus::JwtPayloadParseErrorBadJson),
-            (token(r#"{"alg":"RS256"}"#, r#"{"iss":1}"#), JwtStatus::JwtPayloadParseErrorIssNotString),
-            (token(r#"{"alg":"RS256"}"#, r#"{"exp":"soon"}"#), JwtStatus::JwtPayloadParseErrorExpNotInteger),
-            (token(r#"{"alg":"RS256"}"#, r#"{"aud":[1]}"#), JwtStatus::JwtPayloadParseErrorAudNotString),
-            (format!("{}.e30.!!", base64url_encode(br#"{"alg":"RS256"}"#)), JwtStatus::JwtSignatureParseErrorBadBase64),
+            (
+                token(r#"{"alg":"none"}"#, "{}"),
+                JwtStatus::JwtHeaderNotImplementedAlg,
+            ),
+            (
+                token(r#"{"alg":"RS256","kid":7}"#, "{}"),
+                JwtStatus::JwtHeaderBadKid,
+            ),
+            (
+                token(r#"{"alg":"RS256"}"#, "[1]"),
+                JwtStatus::JwtPayloadParseErrorBadJson,
+            ),
+            (
+                token(r#"{"alg":"RS256"}"#, r#"{"iss":1}"#),
+                JwtStatus::JwtPayloadParseErrorIssNotString,
+            ),
+            (
+                token(r#"{"alg":"RS256"}"#, r#"{"exp":"soon"}"#),
+                JwtStatus::JwtPayloadParseErrorExpNotInteger,
+            ),
+            (
+                token(r#"{"alg":"RS256"}"#, r#"{"aud":[1]}"#),
+                JwtStatus::JwtPayloadParseErrorAudNotString,
+            ),
+            (
+                format!("{}.e30.!!", base64url_encode(br#"{"alg":"RS256"}"#)),
+                JwtStatus::JwtSignatureParseErrorBadBase64,
+            ),
         ];
         for (token, want) in cases {
             assert_eq!(Jwt::parse(&token).err(), Some(want), "{token}");

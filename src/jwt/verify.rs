@@ -2,7 +2,9 @@
 //! ES384), and the key choice of jwt_verify_lib: by `kid` when both sides have one, by `alg` when
 //! the key names one, by key type always.
 
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, RsaSignature};
+use jwt_compact::alg::{
+    Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, RsaSignature,
+};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 
 use super::jwks::{Jwks, KeyMaterial};
@@ -16,7 +18,10 @@ fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, signature: &[u8], input: 
 /// Verifies one signature with one key; false when the key type does not fit the algorithm.
 pub fn verify_signature(alg: Alg, key: &KeyMaterial, input: &[u8], signature: &[u8]) -> bool {
     match (alg, key) {
-        (Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512, KeyMaterial::Rsa(key)) => {
+        (
+            Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512,
+            KeyMaterial::Rsa(key),
+        ) => {
             let rsa = match alg {
                 Alg::Rs256 => Rsa::rs256(),
                 Alg::Rs384 => Rsa::rs384(),
@@ -25,17 +30,25 @@ pub fn verify_signature(alg: Alg, key: &KeyMaterial, input: &[u8], signature: &[
                 Alg::Ps384 => Rsa::ps384(),
                 _ => Rsa::ps512(),
             };
-            RsaSignature::try_from_slice(signature).is_ok_and(|s| rsa.verify_signature(&s, key, input))
+            RsaSignature::try_from_slice(signature)
+                .is_ok_and(|s| rsa.verify_signature(&s, key, input))
         }
         (Alg::Es256, KeyMaterial::P256(key)) => check(&Es256, key, signature, input),
         (Alg::Es384, KeyMaterial::P384(key)) => {
             use p384::ecdsa::signature::Verifier;
-            p384::ecdsa::Signature::from_slice(signature).is_ok_and(|s| key.verify(input, &s).is_ok())
+            p384::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|s| key.verify(input, &s).is_ok())
         }
         (Alg::EdDsa, KeyMaterial::Ed25519(key)) => check(&Ed25519, key, signature, input),
-        (Alg::Hs256, KeyMaterial::Oct(secret)) => check(&Hs256, &Hs256Key::new(&secret.0), signature, input),
-        (Alg::Hs384, KeyMaterial::Oct(secret)) => check(&Hs384, &Hs384Key::new(&secret.0), signature, input),
-        (Alg::Hs512, KeyMaterial::Oct(secret)) => check(&Hs512, &Hs512Key::new(&secret.0), signature, input),
+        (Alg::Hs256, KeyMaterial::Oct(secret)) => {
+            check(&Hs256, &Hs256Key::new(&secret.0), signature, input)
+        }
+        (Alg::Hs384, KeyMaterial::Oct(secret)) => {
+            check(&Hs384, &Hs384Key::new(&secret.0), signature, input)
+        }
+        (Alg::Hs512, KeyMaterial::Oct(secret)) => {
+            check(&Hs512, &Hs512Key::new(&secret.0), signature, input)
+        }
         _ => false,
     }
 }
@@ -56,12 +69,19 @@ pub fn verify(jwt: &Jwt, jwks: &Jwks) -> Result<(), JwtStatus> {
         // As jwt_verify_lib: a key past the kid / alg filters is a candidate whatever its type;
         // a type that does not fit the algorithm simply fails (an RSA key never verifies HS256).
         candidate = true;
-        if jwt.alg == Alg::EdDsa && matches!(key.material, KeyMaterial::Ed25519(_)) && jwt.signature.len() != 64 {
+        if jwt.alg == Alg::EdDsa
+            && matches!(key.material, KeyMaterial::Ed25519(_))
+            && jwt.signature.len() != 64
+        {
             return Err(JwtStatus::JwtEd25519SignatureWrongLength);
         }
         if verify_signature(jwt.alg, &key.material, &jwt.signing_input, &jwt.signature) {
             return Ok(());
         }
     }
-    Err(if candidate { JwtStatus::JwtVerificationFail } else { JwtStatus::JwksKidAlgMismatch })
+    Err(if candidate {
+        JwtStatus::JwtVerificationFail
+    } else {
+        JwtStatus::JwksKidAlgMismatch
+    })
 }

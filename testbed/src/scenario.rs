@@ -8,7 +8,7 @@ use std::net::TcpListener;
 
 use crate::envoy::{render, repo_root, wasm_path, Envoy};
 use crate::http::Server;
-use crate::services::{self, Recorder};
+use crate::services::{self, JwksServer, Recorder};
 
 /// A listener to add to the generated Envoy config.
 pub enum Listener {
@@ -28,6 +28,8 @@ pub enum Listener {
     },
     /// Native RBAC with this typed_config (JSON), behind Envoy's `normalize_path`.
     NativeRbac { name: String, rbac: String },
+    /// Native jwt_authn with this typed_config (JSON).
+    NativeJwt { name: String, jwt_authn: String },
 }
 
 impl Listener {
@@ -66,6 +68,13 @@ impl Listener {
         }
     }
 
+    pub fn native_jwt(name: &str, jwt_authn: &str) -> Listener {
+        Listener::NativeJwt {
+            name: name.into(),
+            jwt_authn: jwt_authn.into(),
+        }
+    }
+
     pub fn native_rbac(name: &str, rbac: &str) -> Listener {
         Listener::NativeRbac {
             name: name.into(),
@@ -88,7 +97,8 @@ pub struct Bed {
     pub envoy: Envoy,
     pub authz: Recorder,
     pub upstream: Recorder,
-    _servers: (Server, Server),
+    pub jwks: JwksServer,
+    _servers: (Server, Server, Server),
 }
 
 /// One-line JSON, as YAML single-quoted text.
@@ -113,11 +123,29 @@ pub fn dead_port() -> u16 {
         .unwrap_or(9)
 }
 
+/// The loopback ports of the services around Envoy.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub authz: u16,
+    pub upstream: u16,
+    pub jwks: u16,
+}
+
+impl Ports {
+    /// Ports nothing listens on (for configs that are only validated).
+    pub fn unused() -> Ports {
+        Ports {
+            authz: 9,
+            upstream: 9,
+            jwks: 9,
+        }
+    }
+}
+
 /// Renders the whole Envoy config for these listeners and ports.
 pub fn render_config(
     listeners: &[Listener],
-    authz_port: u16,
-    upstream_port: u16,
+    ports: Ports,
     envoy_normalize: bool,
 ) -> Result<String, String> {
     let wasm = wasm_path()?;
@@ -152,6 +180,14 @@ pub fn render_config(
                 vars.insert("PROTECTED_PREFIX", protected_prefix.clone());
                 render(&template("listener-native.yaml"), &vars)?
             }
+            Listener::NativeJwt { name, jwt_authn } => {
+                vars.insert("NAME", name.clone());
+                vars.insert(
+                    "JWT_AUTHN",
+                    jwt_authn.split_whitespace().collect::<Vec<_>>().join(" "),
+                );
+                render(&template("listener-native-jwt.yaml"), &vars)?
+            }
             Listener::NativeRbac { name, rbac } => {
                 vars.insert("NAME", name.clone());
                 vars.insert(
@@ -165,8 +201,9 @@ pub fn render_config(
     }
     let mut vars: HashMap<&str, String> = HashMap::new();
     vars.insert("LISTENERS", rendered.trim_end().to_string());
-    vars.insert("AUTHZ_PORT", authz_port.to_string());
-    vars.insert("UPSTREAM_PORT", upstream_port.to_string());
+    vars.insert("AUTHZ_PORT", ports.authz.to_string());
+    vars.insert("UPSTREAM_PORT", ports.upstream.to_string());
+    vars.insert("JWKS_PORT", ports.jwks.to_string());
     vars.insert("DEAD_PORT", dead_port().to_string());
     render(&template("base.yaml"), &vars)
 }
@@ -179,23 +216,37 @@ impl Bed {
 
     /// As `start`, with Envoy's own `normalize_path` on or off.
     pub fn start_with(listeners: &[Listener], envoy_normalize: bool) -> Bed {
+        Bed::start_prepared(listeners, envoy_normalize, |_| {})
+    }
+
+    /// As `start`, with the JWKS server set up by `prepare` before Envoy starts (remote keys
+    /// are fetched when the filter is configured).
+    pub fn start_prepared(
+        listeners: &[Listener],
+        envoy_normalize: bool,
+        prepare: impl FnOnce(&JwksServer),
+    ) -> Bed {
         let (authz_server, authz) =
             services::start_ext_authz().unwrap_or_else(|e| panic!("authz service: {e}"));
         let (echo_server, upstream) =
             services::start_echo().unwrap_or_else(|e| panic!("echo upstream: {e}"));
-        let config = render_config(
-            listeners,
-            authz_server.port(),
-            echo_server.port(),
-            envoy_normalize,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let (jwks_server, jwks) =
+            services::start_jwks().unwrap_or_else(|e| panic!("jwks server: {e}"));
+        prepare(&jwks);
+        let ports = Ports {
+            authz: authz_server.port(),
+            upstream: echo_server.port(),
+            jwks: jwks_server.port(),
+        };
+        let config =
+            render_config(listeners, ports, envoy_normalize).unwrap_or_else(|e| panic!("{e}"));
         let envoy = Envoy::start(&config).unwrap_or_else(|e| panic!("{e}"));
         Bed {
             envoy,
             authz,
             upstream,
-            _servers: (authz_server, echo_server),
+            jwks,
+            _servers: (authz_server, echo_server, jwks_server),
         }
     }
 

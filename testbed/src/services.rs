@@ -155,6 +155,64 @@ pub fn start_ext_authz() -> std::io::Result<(Server, Recorder)> {
     Ok((Server::start(handler)?, recorder))
 }
 
+/// A JWKS server: each path answers with the status, body and delay set for it (404 otherwise).
+#[derive(Clone, Default)]
+pub struct JwksServer {
+    answers: Arc<Mutex<BTreeMap<String, (u16, String, u64)>>>,
+    pub requests: Recorder,
+}
+
+impl JwksServer {
+    /// Sets what `path` answers from now on.
+    pub fn set(&self, path: &str, status: u16, body: &str) {
+        self.set_slow(path, status, body, 0);
+    }
+
+    /// As `set`, answering after `delay_ms`.
+    pub fn set_slow(&self, path: &str, status: u16, body: &str, delay_ms: u64) {
+        if let Ok(mut answers) = self.answers.lock() {
+            answers.insert(path.to_string(), (status, body.to_string(), delay_ms));
+        }
+    }
+
+    /// How many times `path` was fetched.
+    pub fn fetches(&self, path: &str) -> usize {
+        self.requests
+            .all()
+            .iter()
+            .filter(|r| r.path() == path)
+            .count()
+    }
+}
+
+/// Starts a JWKS server on an ephemeral loopback port.
+pub fn start_jwks() -> std::io::Result<(Server, JwksServer)> {
+    let jwks = JwksServer::default();
+    let state = jwks.clone();
+    let handler: Handler = Arc::new(move |request: &Request| {
+        state.requests.push(request);
+        let answer = state
+            .answers
+            .lock()
+            .ok()
+            .and_then(|a| a.get(request.path()).cloned());
+        match answer {
+            Some((status, body, delay)) => {
+                let response = Response::new(status)
+                    .header("content-type", "application/json")
+                    .body(body);
+                if delay > 0 {
+                    Reply::After(Duration::from_millis(delay), response)
+                } else {
+                    Reply::Respond(response)
+                }
+            }
+            None => Reply::Respond(Response::new(404)),
+        }
+    });
+    Ok((Server::start(handler)?, jwks))
+}
+
 /// httpbin-like answers: `/headers`, `/ip`, everything else as `/anything`.
 pub fn echo(request: &Request) -> Response {
     let mut headers = Map::new();

@@ -2,6 +2,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::host::fake::FakeHost;
+use crate::host::Host;
 
 const TUTORIAL: &str = r#"{
   "extensionProviders": [{"name": "sample-ext-authz", "envoyExtAuthzHttp": {
@@ -13,14 +14,24 @@ const TUTORIAL: &str = r#"{
                 "rules": [{"to": [{"operation": {"paths": ["/headers"]}}]}]}]
 }"#;
 
+fn shared_for(config: &Config, host: &FakeHost) -> Rc<Shared> {
+    Rc::new(Shared {
+        metrics: Metrics::define(host),
+        body_watch: BodyWatch::default(),
+        keys: KeyCache::new(&config.jwt),
+    })
+}
+
 fn request_with(config: &str, host: &FakeHost) -> AuthzRequest {
     let config = Config::parse(config.as_bytes()).unwrap();
-    AuthzRequest::new(
-        Rc::new(config),
-        Rc::new(Metrics::define(host)),
-        Rc::new(BodyWatch::default()),
-        7,
-    )
+    let shared = shared_for(&config, host);
+    AuthzRequest::new(Rc::new(config), shared, 7)
+}
+
+/// Delivers the answer the fake host was told to give.
+fn answer(request: &mut AuthzRequest, host: &FakeHost, token: u32) {
+    let response = host.call_answer.borrow().clone();
+    request.on_call_response(host, token, Some(response));
 }
 
 fn provider_with(options: &str) -> String {
@@ -71,7 +82,7 @@ fn service_denial_is_returned_with_its_status_body_and_listed_headers() {
         ],
         "denied by ext_authz for not found header `x-ext-authz: allow` in the request",
     );
-    request.on_call_response(&host, 101, 3, 70);
+    answer(&mut request, &host, 101);
     let reply = host.last_reply().unwrap();
     assert_eq!(reply.status, 403);
     assert_eq!(
@@ -99,7 +110,7 @@ fn service_allow_overwrites_upstream_headers_and_resumes() {
         ],
         "",
     );
-    request.on_call_response(&host, 101, 2, 0);
+    answer(&mut request, &host, 101);
     assert_eq!(host.resumed.get(), 1);
     assert!(host.replies.borrow().is_empty());
     assert_eq!(
@@ -116,7 +127,7 @@ fn answer_with_another_token_is_ignored() {
     let mut request = request_with(TUTORIAL, &host);
     request.on_request_headers(&host, true);
     host.answering(200, &[], "");
-    request.on_call_response(&host, 999, 1, 0);
+    answer(&mut request, &host, 999);
     assert_eq!(host.resumed.get(), 0);
     assert!(host.replies.borrow().is_empty());
 }
@@ -131,7 +142,7 @@ fn errors_fail_closed_with_status_on_error_and_an_empty_body() {
         let mut request = request_with(&config, &host);
         request.on_request_headers(&host, true);
         host.answering(500, &[("x-a", "1")], "boom");
-        request.on_call_response(&host, 101, 2, 4);
+        answer(&mut request, &host, 101);
         let reply = host.last_reply().unwrap();
         assert_eq!(
             (reply.status, reply.body.as_str(), reply.headers.len()),
@@ -147,7 +158,7 @@ fn timeouts_and_failed_dispatches_follow_fail_open() {
     let host = FakeHost::new().with_request("GET", "/", "h");
     let mut request = request_with(&config, &host);
     request.on_request_headers(&host, true);
-    request.on_call_response(&host, 101, 0, 0);
+    request.on_call_response(&host, 101, None);
     assert_eq!(host.resumed.get(), 1);
     assert_eq!(
         host.metric("inline_authz.ext_authz.failure_mode_allowed"),
@@ -262,7 +273,7 @@ fn custom_allow_is_still_subject_to_deny_policies() {
     let mut request = request_with(config, &host);
     request.on_request_headers(&host, true);
     host.answering(200, &[("x-role", "guest")], "");
-    request.on_call_response(&host, 101, 2, 0);
+    answer(&mut request, &host, 101);
     assert_eq!(
         host.last_reply().unwrap().status,
         403,
@@ -309,7 +320,7 @@ fn downstream_on_allow_headers_are_added_to_the_response() {
     let mut request = request_with(&config, &host);
     request.on_request_headers(&host, true);
     host.answering(200, &[("set-cookie", "a=1"), ("x-other", "2")], "");
-    request.on_call_response(&host, 101, 3, 0);
+    answer(&mut request, &host, 101);
     assert_eq!(request.on_response_headers(&host), Action::Continue);
     assert_eq!(
         *host.response_headers.borrow(),
@@ -348,19 +359,15 @@ fn destination_port_property_is_little_endian() {
 fn when_the_host_never_delivers_bodies_requests_fail_closed_at_once() {
     let config = provider_with(r#", "includeRequestBodyInCheck": {"maxRequestBytes": 4}"#);
     let host = FakeHost::new().with_request("POST", "/upload", "h");
-    let watch = Rc::new(BodyWatch::default());
     let parsed = Rc::new(Config::parse(config.as_bytes()).unwrap());
-    let metrics = Rc::new(Metrics::define(&host));
-    let mut first = AuthzRequest::new(
-        Rc::clone(&parsed),
-        Rc::clone(&metrics),
-        Rc::clone(&watch),
-        1,
-    );
+    let shared = shared_for(&parsed, &host);
+    let mut first = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), 1);
     assert_eq!(first.on_request_headers(&host, false), Action::Pause);
-    let late = watch.expired(host.now() + crate::filter::body_watch::LIMIT);
+    let late = shared
+        .body_watch
+        .expired(host.now() + crate::filter::body_watch::LIMIT);
     assert_eq!(late, vec![1], "the root context fails this one");
-    let mut second = AuthzRequest::new(parsed, metrics, watch, 2);
+    let mut second = AuthzRequest::new(parsed, shared, 2);
     assert_eq!(second.on_request_headers(&host, false), Action::Pause);
     assert_eq!(host.last_reply().unwrap().status, 500);
     assert!(host.dispatched.borrow().is_empty());
