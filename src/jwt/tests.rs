@@ -101,7 +101,7 @@ fn every_failure_kind_gets_envoys_status() {
         ("hs256_with_rsa_public_key", JwtStatus::JwtVerificationFail),
         ("hs256_with_rsa_modulus", JwtStatus::JwtVerificationFail),
         ("es256_naming_the_rsa_key", JwtStatus::JwtVerificationFail),
-        ("alg_none", JwtStatus::JwtHeaderNotImplementedAlg),
+        ("alg_none", JwtStatus::JwtBadFormat),
         (
             "alg_none_with_signature",
             JwtStatus::JwtHeaderNotImplementedAlg,

@@ -135,10 +135,9 @@ fn integer(value: Option<&Value>, error: JwtStatus) -> Result<Option<u64>, JwtSt
 
 impl Jwt {
     pub fn parse(token: &str) -> Result<Jwt, JwtStatus> {
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        // jwt_verify_lib splits with SkipEmpty: empty sections do not count.
+        let parts: Vec<&str> = token.split('.').filter(|p| !p.is_empty()).collect();
+        let [header, payload, signature] = parts[..] else {
             return Err(JwtStatus::JwtBadFormat);
         };
         let header_json =
@@ -192,7 +191,7 @@ impl Jwt {
         )?;
         let signature =
             base64url_decode(signature).ok_or(JwtStatus::JwtSignatureParseErrorBadBase64)?;
-        let signing_input = token.as_bytes()[..header.len() + 1 + payload.len()].to_vec();
+        let signing_input = format!("{header}.{payload}").into_bytes();
         Ok(Jwt {
             alg,
             kid,
@@ -284,6 +283,11 @@ mod tests {
             ("invalidToken".to_string(), JwtStatus::JwtBadFormat),
             ("a.b".to_string(), JwtStatus::JwtBadFormat),
             ("a.b.c.d".to_string(), JwtStatus::JwtBadFormat),
+            ("a..b".to_string(), JwtStatus::JwtBadFormat),
+            (
+                format!("{}.e30.", base64url_encode(br#"{"alg":"none"}"#)),
+                JwtStatus::JwtBadFormat,
+            ),
             (
                 "!!.e30.c2ln".to_string(),
                 JwtStatus::JwtHeaderParseErrorBadBase64,
