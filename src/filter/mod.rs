@@ -88,8 +88,14 @@ mod wasm {
     }
 
     impl Root {
-        fn shared_key(issuer: &str) -> String {
-            format!("inline-authz/jwks/{issuer}")
+        /// Shared-data key of a rule's fetched keys: one per issuer and URI, for all workers.
+        fn shared_key(config: &Config, rule: usize) -> String {
+            let r = &config.jwt.rules[rule];
+            let uri = match &r.keys {
+                KeySource::Remote { uri, .. } => uri.as_str(),
+                KeySource::Inline(_) => "",
+            };
+            format!("inline-authz/jwks/{}|{uri}", r.issuer)
         }
 
         /// Adopts a fresher key set another worker fetched; true when it did.
@@ -100,8 +106,8 @@ mod wasm {
             rule: usize,
             at: SystemTime,
         ) -> bool {
-            let issuer = &config.jwt.rules[rule].issuer;
-            let Ok((Some(bytes), _)) = hostcalls::get_shared_data(&Self::shared_key(issuer)) else {
+            let Ok((Some(bytes), _)) = hostcalls::get_shared_data(&Self::shared_key(config, rule))
+            else {
                 return false;
             };
             let text = String::from_utf8_lossy(&bytes);
@@ -130,8 +136,8 @@ mod wasm {
         }
 
         /// Takes the fetch lease of a key set (compare-and-swap on shared data).
-        fn take_lease(issuer: &str, at: SystemTime) -> bool {
-            let key = format!("inline-authz/jwks-lease/{issuer}");
+        fn take_lease(config: &Config, rule: usize, at: SystemTime) -> bool {
+            let key = format!("{}#lease", Self::shared_key(config, rule));
             let (current, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
             let held = current
                 .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok())
@@ -168,10 +174,7 @@ mod wasm {
                     continue;
                 };
                 let forced = shared.keys.forced(rule);
-                if !forced
-                    && shared.keys.has_keys(rule)
-                    && !Self::take_lease(&config.jwt.rules[rule].issuer, at)
-                {
+                if !forced && shared.keys.has_keys(rule) && !Self::take_lease(&config, rule, at) {
                     continue;
                 }
                 let headers = [
@@ -259,7 +262,7 @@ mod wasm {
                         let value =
                             format!("{}\n{}", seconds(at), String::from_utf8_lossy(&a.body));
                         let _ = hostcalls::set_shared_data(
-                            &Self::shared_key(issuer),
+                            &Self::shared_key(&config, rule),
                             Some(value.as_bytes()),
                             None,
                         );
