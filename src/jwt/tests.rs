@@ -312,3 +312,45 @@ fn jwks_parsing_rejects_what_cannot_be_a_key() {
     )
     .contains("redacted"));
 }
+
+/// Published JOSE examples: RFC 7515 A.1 (HS256), A.3 (ES256) and RFC 8037 A.4 (Ed25519).
+/// Their payloads are expired (2011) or not JSON, so the signature path is checked directly.
+#[test]
+fn rfc_example_signatures_verify_and_tampered_ones_do_not() {
+    let cases = [
+        (
+            r#"{"kty":"oct","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"}"#,
+            token::Alg::Hs256,
+            "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        ),
+        (
+            r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#,
+            token::Alg::Es256,
+            "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q",
+        ),
+        (
+            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
+            token::Alg::EdDsa,
+            "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg",
+        ),
+    ];
+    for (jwk, alg, jws) in cases {
+        let key = &Jwks::parse(jwk).unwrap().keys[0].material;
+        let (input, signature) = jws.rsplit_once('.').unwrap();
+        let signature = token::base64url_decode(signature).unwrap();
+        assert!(
+            verify::verify_signature(alg, key, input.as_bytes(), &signature),
+            "{alg:?}"
+        );
+        let mut tampered = signature.clone();
+        tampered[5] ^= 0x40;
+        assert!(
+            !verify::verify_signature(alg, key, input.as_bytes(), &tampered),
+            "{alg:?} tampered"
+        );
+        assert!(
+            !verify::verify_signature(alg, key, format!("{input}x").as_bytes(), &signature),
+            "{alg:?} other input"
+        );
+    }
+}

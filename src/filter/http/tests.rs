@@ -372,3 +372,160 @@ fn when_the_host_never_delivers_bodies_requests_fail_closed_at_once() {
     assert_eq!(host.last_reply().unwrap().status, 500);
     assert!(host.dispatched.borrow().is_empty());
 }
+
+fn vectors() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../../tests/fixtures/jwt/vectors.json")).unwrap()
+}
+
+fn jwt_config(policies: &str, jwks_field: &str) -> String {
+    let v = vectors();
+    format!(
+        r#"{{"jwtRules": [{{"issuer": {}, "audiences": ["bookstore"], {jwks_field}}}], "policies": {policies}}}"#,
+        v["issuer"]
+    )
+}
+
+fn inline_jwks() -> String {
+    format!(
+        r#""jwks": {}"#,
+        serde_json::Value::String(vectors()["jwks"].to_string())
+    )
+}
+
+#[test]
+fn invalid_token_gets_401_with_www_authenticate() {
+    let host = FakeHost::new()
+        .with_request("GET", "/headers?x=1", "gateway.example")
+        .with_request_header("authorization", "Bearer invalidToken");
+    let mut request = request_with(&jwt_config("[]", &inline_jwks()), &host);
+    assert_eq!(request.on_request_headers(&host, true), Action::Pause);
+    let reply = host.last_reply().unwrap();
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.headers,
+        vec![(
+            "www-authenticate".to_string(),
+            "Bearer realm=\"http://gateway.example/headers?x=1\", error=\"invalid_token\""
+                .to_string()
+        )]
+    );
+    assert_eq!(
+        reply.body,
+        "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+    );
+    assert_eq!(host.metric("inline_authz.jwt_authn.denied"), 1);
+}
+
+#[test]
+fn valid_token_for_another_audience_gets_403() {
+    let token = vectors()["cases"]["wrong_audience"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_request_header("authorization", &format!("Bearer {token}"));
+    let mut request = request_with(&jwt_config("[]", &inline_jwks()), &host);
+    request.on_request_headers(&host, true);
+    let reply = host.last_reply().unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (403, "Audiences in Jwt are not allowed")
+    );
+}
+
+#[test]
+fn tokenless_request_passes_when_no_policy_requires_one_and_gets_401_when_one_does() {
+    let host = FakeHost::new().with_request("GET", "/", "h");
+    assert_eq!(
+        request_with(&jwt_config("[]", &inline_jwks()), &host).on_request_headers(&host, true),
+        Action::Continue
+    );
+    let require =
+        r#"[{"action": "ALLOW", "rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}]}]}]"#;
+    let host = FakeHost::new().with_request("GET", "/", "h");
+    assert_eq!(
+        request_with(&jwt_config(require, &inline_jwks()), &host).on_request_headers(&host, true),
+        Action::Pause
+    );
+    let reply = host.last_reply().unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (401, "Jwt is missing"));
+    assert_eq!(reply.headers[0].1, "Bearer realm=\"http://h/\"");
+}
+
+#[test]
+fn verified_token_is_removed_and_the_principal_reaches_policies() {
+    let token = vectors()["valid"]["RS256"].as_str().unwrap().to_string();
+    let policy = r#"[{"action": "ALLOW", "rules": [{"from": [{"source": {"requestPrincipals": ["testing@asm.test.io/demo@asm.test.io"]}}]}]}]"#;
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_request_header("authorization", &format!("Bearer {token}"));
+    let mut request = request_with(&jwt_config(policy, &inline_jwks()), &host);
+    assert_eq!(request.on_request_headers(&host, true), Action::Continue);
+    assert_eq!(host.request_header("authorization"), None);
+    assert_eq!(host.metric("inline_authz.jwt_authn.allowed"), 1);
+}
+
+#[test]
+fn a_request_waits_for_remote_keys_and_resumes_when_they_arrive() {
+    let config = jwt_config(
+        "[]",
+        r#""jwksUri": "http://keys.example/jwks", "jwksCluster": "keys""#,
+    );
+    let token = vectors()["valid"]["ES384"].as_str().unwrap().to_string();
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_request_header("authorization", &format!("Bearer {token}"));
+    let parsed = Rc::new(Config::parse(config.as_bytes()).unwrap());
+    let shared = shared_for(&parsed, &host);
+    let mut request = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), 3);
+    assert_eq!(request.on_request_headers(&host, true), Action::Pause);
+    assert_eq!(request.waiting_for_keys(), Some(0));
+    assert!(host.replies.borrow().is_empty());
+    shared.keys.started(0, 9);
+    let jwks = crate::jwt::jwks::Jwks::parse(&vectors()["jwks"].to_string()).unwrap();
+    shared.keys.fetched(0, host.now(), Ok(jwks));
+    request.on_keys_ready(&host);
+    assert_eq!(host.resumed.get(), 1);
+    assert!(host.replies.borrow().is_empty());
+
+    // The same wait, but the fetch fails and there never were keys: Envoy's fetch failure.
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_request_header("authorization", &format!("Bearer {token}"));
+    let shared = shared_for(&parsed, &host);
+    let mut request = AuthzRequest::new(parsed, Rc::clone(&shared), 4);
+    request.on_request_headers(&host, true);
+    shared.keys.started(0, 10);
+    shared.keys.fetched(0, host.now(), Err("refused".into()));
+    request.on_keys_ready(&host);
+    let reply = host.last_reply().unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (401, "Jwks remote fetch is failed")
+    );
+    assert_eq!(host.resumed.get(), 0);
+}
+
+#[test]
+fn claim_headers_are_forwarded_to_the_authorization_service() {
+    let v = vectors();
+    let token = v["valid"]["HS256"].as_str().unwrap().to_string();
+    let config = format!(
+        r#"{{"jwtRules": [{{"issuer": {}, {}, "outputClaimToHeaders": [{{"header": "x-jwt-sub", "claim": "sub"}}]}}],
+            "extensionProviders": [{{"name": "p", "envoyExtAuthzHttp": {{"service": "authz", "port": 80, "includeRequestHeadersInCheck": ["x-jwt-sub"]}}}}]}}"#,
+        v["issuer"],
+        inline_jwks()
+    );
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_request_header("authorization", &format!("Bearer {token}"))
+        .with_request_header("x-jwt-sub", "spoofed");
+    let mut request = request_with(&config, &host);
+    assert_eq!(request.on_request_headers(&host, true), Action::Pause);
+    assert_eq!(
+        host.last_dispatch().unwrap().header("x-jwt-sub"),
+        Some("demo@asm.test.io"),
+        "one pass from JWT to the callout"
+    );
+}
