@@ -178,3 +178,114 @@ fn custom_policies_must_share_one_provider() {
     assert!(error_of(json)
         .starts_with("policies[1].provider.name: all CUSTOM policies must use one provider"));
 }
+
+#[test]
+fn jwt_rules_parse_with_istio_defaults() {
+    let config = Config::parse(
+        br#"{"jwtRules": [
+          {"issuer": "a", "jwks": "{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}"},
+          {"issuer": "b", "jwksUri": "https://b.example:8443/keys.json", "audiences": ["https://api/"],
+           "fromHeaders": [{"name": "X-Token"}], "fromParams": ["t"], "fromCookies": ["s"],
+           "outputPayloadToHeader": "x-payload", "forwardOriginalToken": true,
+           "outputClaimToHeaders": [{"header": "x-team", "claim": "org.team"}], "timeout": "2s"}],
+         "clockSkew": "30s", "jwksRefreshInterval": "5m"}"#,
+    )
+    .unwrap();
+    let jwt = &config.jwt;
+    assert_eq!(jwt.clock_skew, Duration::from_secs(30));
+    assert_eq!(jwt.refresh, Duration::from_secs(300));
+    assert_eq!(
+        jwt.rules[0].locations,
+        crate::jwt::extract::Location::defaults()
+    );
+    assert!(!jwt.rules[0].forward);
+    match &jwt.rules[1].keys {
+        crate::jwt::KeySource::Remote {
+            cluster,
+            authority,
+            path,
+            timeout,
+            ..
+        } => {
+            assert_eq!(cluster, "outbound|8443||b.example");
+            assert_eq!(
+                (authority.as_str(), path.as_str()),
+                ("b.example:8443", "/keys.json")
+            );
+            assert_eq!(*timeout, Duration::from_secs(2));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(jwt.rules[1].audiences, vec!["api"]);
+    assert_eq!(jwt.rules[1].locations.len(), 3);
+    assert_eq!(
+        jwt.rules[1].claim_headers,
+        vec![(
+            "x-team".to_string(),
+            vec!["org".to_string(), "team".to_string()]
+        )]
+    );
+    assert_eq!(jwt.sanitize().len(), 2);
+}
+
+#[test]
+fn bad_jwt_rules_name_the_field() {
+    let cases = [
+        (
+            r#"{"jwtRules": [{"issuer": ""}]}"#,
+            "jwtRules[0].issuer: is required",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "a"}]}"#,
+            "jwtRules[0]: one of jwks or jwksUri is required",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "a", "jwks": "{}", "jwksUri": "http://x/k"}]}"#,
+            "jwtRules[0]: set one of jwks or jwksUri, not both",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "a", "jwks": "{\"keys\": []}"}]}"#,
+            "jwtRules[0].jwks: no usable key",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "a", "jwks": "{\"keys\": [{\"kty\": \"RSA\", \"n\": \"*\", \"e\": \"AQAB\"}]}"}]}"#,
+            "jwtRules[0].jwks: keys[0]",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "a", "jwksUri": "ftp://x/k"}]}"#,
+            "jwtRules[0].jwksUri: must be an http:// or https:// URL",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "a", "jwksUri": "http://x:99999/k"}]}"#,
+            "jwtRules[0].jwksUri: has an invalid port",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "a", "jwksUri": "http://x/k"}, {"issuer": "a", "jwksUri": "http://y/k"}]}"#,
+            "jwtRules[1].issuer: duplicate issuer",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "a", "jwksUri": "http://x/k", "fromHeaders": [{"name": "bad header"}]}]}"#,
+            "jwtRules[0].fromHeaders[0].name",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "a", "jwksUri": "http://x/k", "outputClaimToHeaders": [{"header": "x", "claim": "a..b"}]}]}"#,
+            "jwtRules[0].outputClaimToHeaders[0].claim",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "a", "jwksUri": "http://x/k", "forward": true}]}"#,
+            "jwtRules[0].forward: unknown field `forward`",
+        ),
+        (r#"{"jwtRules": [], "clockSkew": "soon"}"#, "clockSkew:"),
+        (
+            r#"{"jwtRules": [], "jwksRefreshInterval": "0s"}"#,
+            "jwksRefreshInterval: must be at least 1s",
+        ),
+    ];
+    for (json, want) in cases {
+        let error = error_of(json);
+        assert!(
+            error.contains(want),
+            "for {json}\n  got:  {error}\n  want: {want}"
+        );
+    }
+}

@@ -37,13 +37,24 @@ pub fn wasm_path() -> Result<PathBuf, String> {
                 wasm.display()
             )
         })?;
-    if let Some(newest) = newest_source(&root.join("src")) {
-        if newest > built {
-            return Err(format!(
-                "{} is older than src/: run `cargo wasm` again",
-                wasm.display()
-            ));
-        }
+    // The sources cargo compiled into the .wasm (its dep-info), else everything under src/.
+    let sources = fs::read_to_string(root.join("target/wasm32-wasip1/release/inline_authz.d")).ok();
+    let newest = match sources
+        .as_deref()
+        .and_then(|d| d.lines().next())
+        .and_then(|l| l.split_once(": "))
+    {
+        Some((_, files)) => files
+            .split_whitespace()
+            .filter_map(|f| fs::metadata(f).and_then(|m| m.modified()).ok())
+            .max(),
+        None => newest_source(&root.join("src")),
+    };
+    if newest.is_some_and(|newest| newest > built) {
+        return Err(format!(
+            "{} is older than its sources: run `cargo wasm` again",
+            wasm.display()
+        ));
     }
     Ok(wasm)
 }

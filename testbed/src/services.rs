@@ -155,10 +155,13 @@ pub fn start_ext_authz() -> std::io::Result<(Server, Recorder)> {
     Ok((Server::start(handler)?, recorder))
 }
 
+/// What a JWKS path answers: status, body, delay in milliseconds.
+type Answer = (u16, String, u64);
+
 /// A JWKS server: each path answers with the status, body and delay set for it (404 otherwise).
 #[derive(Clone, Default)]
 pub struct JwksServer {
-    answers: Arc<Mutex<BTreeMap<String, (u16, String, u64)>>>,
+    answers: Arc<Mutex<BTreeMap<String, Answer>>>,
     pub requests: Recorder,
 }
 
