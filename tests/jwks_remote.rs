@@ -145,3 +145,28 @@ fn without_keys_tokens_are_refused_with_envoys_fetch_failure() {
         );
     }
 }
+
+/// Two workers (three wasm VMs with the main thread): the keys are fetched once for the whole
+/// proxy and shared through proxy-wasm shared data.
+#[test]
+fn one_proxy_fetches_the_keys_once_for_all_workers() {
+    let jwks = VECTORS["jwks"].to_string();
+    let bed = Bed::start_on_workers(
+        &[Listener::wasm("shared", &remote("/once", "jwks", "10m"))],
+        false,
+        2,
+        |server| {
+            server.set_slow("/once", 200, &jwks, 500);
+        },
+    );
+    for _ in 0..8 {
+        let seen = observe(&bed, "shared", &|m: &str| {
+            Call::get(&format!("/ip?{m}")).header(
+                "authorization",
+                &format!("Bearer {}", token("valid", "ES256")),
+            )
+        });
+        assert_eq!(seen.status, 200, "{}", seen.body);
+    }
+    assert_eq!(bed.jwks.fetches("/once"), 1, "one fetch for the proxy");
+}

@@ -92,9 +92,14 @@ impl KeyCache {
             .collect()
     }
 
-    /// Whether the rule has any keys now.
-    pub fn has_keys(&self, rule: usize) -> bool {
-        matches!(self.keys(rule), Keys::Ready(_))
+    /// No key was ever fetched and no fetch has failed yet (requests wait).
+    pub fn is_waiting_for_first(&self, rule: usize) -> bool {
+        matches!(self.keys(rule), Keys::Pending)
+    }
+
+    /// The rule has no keys at all (never fetched, or every fetch failed).
+    pub fn has_no_keys(&self, rule: usize) -> bool {
+        !matches!(self.keys(rule), Keys::Ready(_))
     }
 
     /// A refetch asked for by a token with an unknown key (not to be skipped for a lease).

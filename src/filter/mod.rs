@@ -22,7 +22,7 @@ mod wasm {
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
     use proxy_wasm::types::{Action as ProxyAction, BufferType, ContextType, LogLevel};
 
-    use super::body_watch::{BodyWatch, LIMIT};
+    use super::body_watch::BodyWatch;
     use super::http::{Action, AuthzRequest, Shared, BODY_NEVER_DELIVERED};
     use super::keys::KeyCache;
     use super::metrics::{Metric, Metrics};
@@ -33,9 +33,9 @@ mod wasm {
     use crate::jwt::KeySource;
 
     /// How often the root context looks at key refreshes and stuck bodies.
-    const TICK: Duration = Duration::from_secs(1);
-    /// A worker holding the fetch lease of a key set keeps it this long.
-    const LEASE: Duration = Duration::from_secs(10);
+    const TICK: Duration = Duration::from_millis(200);
+    /// A VM holding the fetch lease of a key set keeps it this long past the fetch timeout.
+    const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
     pub fn start() {
         proxy_wasm::set_log_level(LogLevel::Trace);
@@ -45,8 +45,13 @@ mod wasm {
                 &format!("inline-authz panicked, failing closed: {info}"),
             );
         }));
-        proxy_wasm::set_root_context(|_| {
+        proxy_wasm::set_root_context(|context_id| {
+            let started = now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
             Box::new(Root {
+                id: format!("{started}-{context_id}"),
                 config: None,
                 shared: None,
                 wakeups: Rc::new(Wakeups::default()),
@@ -82,20 +87,24 @@ mod wasm {
 
     /// The plugin: one per configuration, shared by the requests through `Rc`.
     struct Root {
+        /// Tells this VM's root context from the other workers' in shared-data leases.
+        id: String,
         config: Option<Rc<Config>>,
         shared: Option<Rc<Shared>>,
         wakeups: Rc<Wakeups>,
     }
 
     impl Root {
-        /// Shared-data key of a rule's fetched keys: one per issuer and URI, for all workers.
+        /// Shared-data key of a rule's fetched keys, for all workers: one per issuer, URI and
+        /// cluster (two plugins fetching the same URI through different clusters stay apart).
         fn shared_key(config: &Config, rule: usize) -> String {
             let r = &config.jwt.rules[rule];
-            let uri = match &r.keys {
-                KeySource::Remote { uri, .. } => uri.as_str(),
-                KeySource::Inline(_) => "",
-            };
-            format!("inline-authz/jwks/{}|{uri}", r.issuer)
+            match &r.keys {
+                KeySource::Remote { uri, cluster, .. } => {
+                    format!("inline-authz/jwks/{}|{uri}|{cluster}", r.issuer)
+                }
+                KeySource::Inline(_) => format!("inline-authz/jwks/{}", r.issuer),
+            }
         }
 
         /// Adopts a fresher key set another worker fetched; true when it did.
@@ -122,6 +131,16 @@ mod wasm {
             {
                 return false;
             }
+            if jwks.is_empty() {
+                // Another VM's fetch failed: a VM still waiting for its first keys takes that answer.
+                if shared.keys.is_waiting_for_first(rule) {
+                    shared
+                        .keys
+                        .fetched(rule, at, Err("fetch failed on another worker".into()));
+                    return true;
+                }
+                return false;
+            }
             match Jwks::parse(jwks) {
                 Ok(keys) => {
                     shared.keys.fetched(
@@ -135,18 +154,29 @@ mod wasm {
             }
         }
 
-        /// Takes the fetch lease of a key set (compare-and-swap on shared data).
-        fn take_lease(config: &Config, rule: usize, at: SystemTime) -> bool {
+        /// Takes (or renews) the fetch lease of a key set: compare-and-swap on shared data, so
+        /// one VM of the proxy fetches and the others adopt what it stored.
+        fn take_lease(&self, config: &Config, rule: usize, at: SystemTime) -> bool {
             let key = format!("{}#lease", Self::shared_key(config, rule));
             let (current, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
-            let held = current
-                .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok())
-                .is_some_and(|until| until > seconds(at));
-            if held {
-                return false;
+            if let Some(value) = current {
+                let text = String::from_utf8_lossy(&value).into_owned();
+                let (until, owner) = text.split_once(' ').unwrap_or((&text, ""));
+                let held = until.parse::<u64>().is_ok_and(|until| until > seconds(at));
+                if held && owner != self.id {
+                    return false;
+                }
             }
-            let until = (seconds(at) + LEASE.as_secs()).to_string();
-            hostcalls::set_shared_data(&key, Some(until.as_bytes()), cas).is_ok()
+            let timeout = match &config.jwt.rules[rule].keys {
+                KeySource::Remote { timeout, .. } => *timeout,
+                KeySource::Inline(_) => Duration::ZERO,
+            };
+            let lease = format!(
+                "{} {}",
+                seconds(at) + (timeout + LEASE_MARGIN).as_secs(),
+                self.id
+            );
+            hostcalls::set_shared_data(&key, Some(lease.as_bytes()), cas).is_ok()
         }
 
         fn fetch_due_keys(&self) {
@@ -173,8 +203,7 @@ mod wasm {
                 else {
                     continue;
                 };
-                let forced = shared.keys.forced(rule);
-                if !forced && shared.keys.has_keys(rule) && !Self::take_lease(&config, rule, at) {
+                if !shared.keys.forced(rule) && !self.take_lease(&config, rule, at) {
                     continue;
                 }
                 let headers = [
@@ -197,9 +226,23 @@ mod wasm {
                             .metrics
                             .increment(&ProxyWasm, Metric::JwksFetchFailed);
                         shared.keys.fetched(rule, at, Err(format!("{status:?}")));
+                        self.publish_failure(&config, &shared, rule, at);
                         self.wake(rule);
                     }
                 }
+            }
+        }
+
+        /// Tells the other VMs that no keys could be had (only when this VM has none either, so
+        /// a failed refresh never hides good keys).
+        fn publish_failure(&self, config: &Config, shared: &Shared, rule: usize, at: SystemTime) {
+            if shared.keys.has_no_keys(rule) {
+                let value = format!("{}\n", seconds(at));
+                let _ = hostcalls::set_shared_data(
+                    &Self::shared_key(config, rule),
+                    Some(value.as_bytes()),
+                    None,
+                );
             }
         }
 
@@ -277,7 +320,11 @@ mod wasm {
                         .increment(&ProxyWasm, Metric::JwksFetchFailed);
                 }
             }
+            let failed = result.is_err();
             shared.keys.fetched(rule, at, result);
+            if failed {
+                self.publish_failure(&config, &shared, rule, at);
+            }
             self.wake(rule);
         }
     }
@@ -350,11 +397,12 @@ mod wasm {
             let needs_tick = shared.keys.has_remote()
                 || config.custom_provider().is_some_and(|p| p.body.is_some());
             if needs_tick {
-                let _ = hostcalls::set_tick_period(TICK.min(LIMIT / 5));
+                let _ = hostcalls::set_tick_period(TICK);
             }
             self.shared = Some(shared);
             self.config = Some(Rc::new(config));
-            self.fetch_due_keys();
+            // Keys are fetched from the first tick, not here: Envoy also configures short-lived
+            // VMs that never tick, whose fetch (and lease) would be lost.
             true
         }
 

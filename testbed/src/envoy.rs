@@ -139,8 +139,13 @@ pub struct Envoy {
 }
 
 impl Envoy {
-    /// Starts Envoy with this config and waits until it is ready.
+    /// Starts Envoy (one worker) with this config and waits until it is ready.
     pub fn start(config: &str) -> Result<Envoy, String> {
+        Envoy::start_with_workers(config, 1)
+    }
+
+    /// As `start`, with `workers` worker threads (each has its own wasm VM).
+    pub fn start_with_workers(config: &str, workers: u32) -> Result<Envoy, String> {
         let dir = std::env::temp_dir().join(format!(
             "inline-authz-{}-{}",
             std::process::id(),
@@ -157,7 +162,7 @@ impl Envoy {
             .arg(&config_path)
             .args([
                 "--concurrency",
-                "1",
+                &workers.to_string(),
                 "--use-dynamic-base-id",
                 "-l",
                 "info",

@@ -226,6 +226,16 @@ impl Bed {
         envoy_normalize: bool,
         prepare: impl FnOnce(&JwksServer),
     ) -> Bed {
+        Bed::start_on_workers(listeners, envoy_normalize, 1, prepare)
+    }
+
+    /// As `start_prepared`, with `workers` Envoy worker threads.
+    pub fn start_on_workers(
+        listeners: &[Listener],
+        envoy_normalize: bool,
+        workers: u32,
+        prepare: impl FnOnce(&JwksServer),
+    ) -> Bed {
         let (authz_server, authz) =
             services::start_ext_authz().unwrap_or_else(|e| panic!("authz service: {e}"));
         let (echo_server, upstream) =
@@ -240,7 +250,7 @@ impl Bed {
         };
         let config =
             render_config(listeners, ports, envoy_normalize).unwrap_or_else(|e| panic!("{e}"));
-        let envoy = Envoy::start(&config).unwrap_or_else(|e| panic!("{e}"));
+        let envoy = Envoy::start_with_workers(&config, workers).unwrap_or_else(|e| panic!("{e}"));
         Bed {
             envoy,
             authz,
