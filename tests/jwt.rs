@@ -370,7 +370,15 @@ fn a_64_kib_token_gets_a_defined_answer() {
     let huge: &'static str = Box::leak("a".repeat(64 * 1024).into_boxed_str());
     let in_header = same(&BED, "ra", "ra-native", &with_token("/ip", huge));
     assert_eq!(in_header.status, 431);
-    let just_under: &'static str = Box::leak(format!("{}.{}.{}", "a".repeat(20_000), "b".repeat(20_000), "c".repeat(10_000)).into_boxed_str());
+    let just_under: &'static str = Box::leak(
+        format!(
+            "{}.{}.{}",
+            "a".repeat(20_000),
+            "b".repeat(20_000),
+            "c".repeat(10_000)
+        )
+        .into_boxed_str(),
+    );
     let big = same(&BED, "ra", "ra-native", &with_token("/ip", just_under));
     assert_eq!(big.status, 401, "{}", big.body);
 }

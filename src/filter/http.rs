@@ -84,8 +84,6 @@ pub struct AuthzRequest {
     headers_only: bool,
     /// Body seen while waiting for keys: (bytes buffered, complete).
     early_body: Option<(usize, bool)>,
-    /// Client request headers, lowercase names, values as text.
-    headers: Vec<(String, String)>,
     attributes: RequestAttributes,
     /// Normalized path with the original query: what policies saw and the check request carries.
     request_path: String,
@@ -102,7 +100,6 @@ impl AuthzRequest {
             state: State::NotStarted,
             headers_only: false,
             early_body: None,
-            headers: Vec::new(),
             attributes: RequestAttributes::default(),
             request_path: String::new(),
             call_started: None,
@@ -151,16 +148,7 @@ impl AuthzRequest {
     /// Removes the headers the filter writes from verified tokens, on every request.
     fn sanitize(&mut self, host: &dyn Host) {
         let mutations = self.config.jwt.sanitize();
-        if mutations.is_empty() {
-            return;
-        }
-        for mutation in &mutations {
-            if self.header(mutation.name()).is_some() {
-                host.set_request_header(mutation.name(), None);
-            }
-        }
-        headers::apply(&mut self.headers, &mutations);
-        headers::apply(&mut self.attributes.headers, &mutations);
+        self.apply_to_request(host, &mutations);
     }
 
     /// Authentication, then CUSTOM, then DENY / ALLOW.
@@ -217,28 +205,11 @@ impl AuthzRequest {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        match jwt.authenticate(&self.shared.keys, &self.headers, seconds) {
+        match jwt.authenticate(&self.shared.keys, &self.attributes.headers, seconds) {
             Outcome::NoToken => None,
             Outcome::Verified { auth, mutations } => {
                 self.shared.metrics.increment(host, Metric::JwtAllowed);
-                for mutation in &mutations {
-                    match mutation {
-                        HeaderMutation::Set { name, value } => {
-                            host.set_request_header(name, Some(value))
-                        }
-                        HeaderMutation::Append { name, value } => {
-                            host.add_request_header(name, value)
-                        }
-                        HeaderMutation::Remove { name } => host.set_request_header(name, None),
-                    }
-                    if let HeaderMutation::Set { name, value } = mutation {
-                        if name == ":path" {
-                            self.request_path = value.clone();
-                        }
-                    }
-                }
-                headers::apply(&mut self.headers, &mutations);
-                headers::apply(&mut self.attributes.headers, &mutations);
+                self.apply_to_request(host, &mutations);
                 self.attributes.auth = Some(auth);
                 None
             }
@@ -259,7 +230,7 @@ impl AuthzRequest {
     }
 
     fn reply_jwt(&mut self, host: &dyn Host, status: JwtStatus) -> Verdict {
-        let challenge = www_authenticate(&self.headers, status);
+        let challenge = www_authenticate(&self.attributes.headers, status);
         self.reply(
             host,
             status.http_status(),
@@ -368,16 +339,31 @@ impl AuthzRequest {
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        find(&self.attributes.headers, name)
+    }
+
+    /// Applies header changes to the request the proxy forwards and to what policies see.
+    fn apply_to_request(&mut self, host: &dyn Host, mutations: &[HeaderMutation]) {
+        for mutation in mutations {
+            match mutation {
+                HeaderMutation::Remove { name } if self.header(name).is_none() => continue,
+                HeaderMutation::Remove { name } => host.set_request_header(name, None),
+                HeaderMutation::Set { name, value } => host.set_request_header(name, Some(value)),
+                HeaderMutation::Append { name, value } => host.add_request_header(name, value),
+            }
+            if let HeaderMutation::Set { name, value } = mutation {
+                if name == ":path" {
+                    self.request_path = value.clone();
+                }
+            }
+        }
+        headers::apply(&mut self.attributes.headers, mutations);
     }
 
     /// Reads headers once, normalizes the path (rewriting `:path` when it changed) and gathers
     /// only the properties the policies use.
     fn read_request(&mut self, host: &dyn Host) {
-        self.headers = host
+        let mut headers: Vec<(String, String)> = host
             .request_headers()
             .into_iter()
             .map(|(n, v)| {
@@ -387,7 +373,7 @@ impl AuthzRequest {
                 )
             })
             .collect();
-        let raw_path = self.header(":path").unwrap_or("/").to_string();
+        let raw_path = find(&headers, ":path").unwrap_or("/").to_string();
         let normalized = normalize(&raw_path, self.config.path_normalization);
         self.request_path = if self.config.path_normalization == PathNormalization::None {
             raw_path.clone()
@@ -398,7 +384,7 @@ impl AuthzRequest {
             log::debug!("#{} path normalized", self.context_id);
             host.set_request_header(":path", Some(&self.request_path));
             headers::apply(
-                &mut self.headers,
+                &mut headers,
                 &[HeaderMutation::Set {
                     name: ":path".into(),
                     value: self.request_path.clone(),
@@ -413,10 +399,10 @@ impl AuthzRequest {
             None
         };
         self.attributes = RequestAttributes {
-            method: self.header(":method").unwrap_or_default().to_string(),
+            method: find(&headers, ":method").unwrap_or_default().to_string(),
             path: normalized.path,
-            authority: self.header(":authority").unwrap_or_default().to_string(),
-            headers: self.headers.clone(),
+            authority: find(&headers, ":authority").unwrap_or_default().to_string(),
+            headers,
             source_ip,
             remote_ip: source_ip,
             destination_ip: if needs.destination_ip {
@@ -461,11 +447,16 @@ impl AuthzRequest {
         body: Option<&RequestBody>,
     ) -> Verdict {
         let source = RequestSource {
-            headers: &self.headers,
+            headers: &self.attributes.headers,
             host,
         };
-        let request =
-            build_check_request(provider, &self.headers, &self.request_path, body, &source);
+        let request = build_check_request(
+            provider,
+            &self.attributes.headers,
+            &self.request_path,
+            body,
+            &source,
+        );
         let headers: Vec<(&str, &str)> = request
             .headers
             .iter()
@@ -510,16 +501,7 @@ impl AuthzRequest {
                 downstream,
             } => {
                 self.shared.metrics.increment(host, Metric::ExtAuthzOk);
-                for mutation in &upstream {
-                    match mutation {
-                        HeaderMutation::Set { name, value } => {
-                            host.set_request_header(name, Some(value))
-                        }
-                        HeaderMutation::Remove { name } => host.set_request_header(name, None),
-                        HeaderMutation::Append { .. } => {}
-                    }
-                }
-                headers::apply(&mut self.attributes.headers, &upstream);
+                self.apply_to_request(host, &upstream);
                 self.downstream_on_allow = downstream;
                 self.decide_locally(host)
             }
@@ -633,6 +615,14 @@ pub const BODY_NEVER_DELIVERED: &str =
     "request body never reached the filter: includeRequestBodyInCheck needs \
      allow_on_headers_stop_iteration: true in Envoy's wasm PluginConfig; failing closed with 500";
 
+/// The first value of a header in a lowercase header list.
+fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// Envoy hands addresses over as `ip:port` text.
 fn parse_ip(bytes: &[u8]) -> Option<IpAddr> {
     let text = std::str::from_utf8(bytes).ok()?;
@@ -659,10 +649,7 @@ struct RequestSource<'a> {
 
 impl TemplateSource for RequestSource<'_> {
     fn request_header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+        find(self.headers, name).map(str::to_string)
     }
 
     fn remote_address(&self) -> Option<String> {

@@ -66,6 +66,11 @@ mod wasm {
         }
     }
 
+    /// The answer to the callout being delivered (`None`: no response, as on timeout or reset).
+    fn call_answer(num_headers: usize, body_size: usize) -> Option<CallResponse> {
+        (num_headers > 0).then(|| ProxyWasm.call_response(body_size))
+    }
+
     fn now() -> SystemTime {
         hostcalls::get_current_time().unwrap_or(UNIX_EPOCH)
     }
@@ -288,7 +293,7 @@ mod wasm {
                 return;
             };
             let issuer = &config.jwt.rules[rule].issuer;
-            let answer = (num_headers > 0).then(|| ProxyWasm.call_response(body_size));
+            let answer = call_answer(num_headers, body_size);
             let result = match &answer {
                 None => Err("no response (timeout, reset or refused)".to_string()),
                 Some(a) if a.status() != Some(200) => Err(format!("status {:?}", a.status())),
@@ -350,8 +355,7 @@ mod wasm {
                 position.map(|i| all.remove(i))
             };
             if let Some((_, context_id, weak)) = forwarded {
-                let response: Option<CallResponse> =
-                    (num_headers > 0).then(|| ProxyWasm.call_response(body_size));
+                let response = call_answer(num_headers, body_size);
                 if let (Some(request), Ok(())) =
                     (weak.upgrade(), hostcalls::set_effective_context(context_id))
                 {
@@ -459,8 +463,7 @@ mod wasm {
             body_size: usize,
             _trailers: usize,
         ) {
-            let response: Option<CallResponse> =
-                (num_headers > 0).then(|| ProxyWasm.call_response(body_size));
+            let response = call_answer(num_headers, body_size);
             self.request
                 .borrow_mut()
                 .on_call_response(&ProxyWasm, token, response);
