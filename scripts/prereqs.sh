@@ -24,3 +24,10 @@ if ! cargo clippy --version >/dev/null 2>&1; then
   echo "prereqs: adding the clippy component"
   rustup component add clippy
 fi
+
+# Python checkers for manifests and compose files (offline: schemas ship inside the packages).
+if ! python3 -c "import yaml, jsonschema" >/dev/null 2>&1 || ! command -v check-jsonschema >/dev/null 2>&1; then
+  echo "prereqs: installing pyyaml, jsonschema, check-jsonschema from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check pyyaml jsonschema check-jsonschema
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi

@@ -72,6 +72,8 @@ pub struct Config {
     pub custom_provider: Option<usize>,
     pub path_normalization: PathNormalization,
     pub needs: Needs,
+    /// `exposeDenialReason`: local replies carry `x-inline-authz-denied-by`.
+    pub expose_denial_reason: bool,
 }
 
 impl Config {
@@ -92,6 +94,16 @@ impl Config {
             ConfigError::new(e.path().to_string(), message)
         })?;
         compile(raw)
+    }
+
+    /// Names of the DENY policies (dry-run ones included), for their metrics.
+    pub fn deny_policy_names(&self) -> Vec<&str> {
+        self.policies
+            .deny
+            .iter()
+            .chain(&self.policies.dry_deny)
+            .map(|p| p.name.as_str())
+            .collect()
     }
 
     pub fn custom_provider(&self) -> Option<&Provider> {
@@ -139,7 +151,11 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         let name = p.name.clone().unwrap_or_else(|| at.clone());
         let action = p.action.as_deref().unwrap_or("ALLOW");
         let rules = compile_rules(p, &at)?;
-        let policy = Policy { name, rules };
+        let policy = Policy {
+            name,
+            rules,
+            dry_run: p.dry_run,
+        };
         match action {
             "CUSTOM" => {
                 let Some(provider) = &p.provider else {
@@ -175,10 +191,11 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
                         "is only allowed with action CUSTOM",
                     ));
                 }
-                if action == "DENY" {
-                    policies.deny.push(policy);
-                } else {
-                    policies.allow.push(policy);
+                match (action, policy.dry_run) {
+                    ("DENY", false) => policies.deny.push(policy),
+                    ("DENY", true) => policies.dry_deny.push(policy),
+                    (_, false) => policies.allow.push(policy),
+                    (_, true) => policies.dry_allow.push(policy),
                 }
             }
             "AUDIT" => {
@@ -201,6 +218,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         policies.custom.push(Policy {
             name: format!("{}-all-requests", providers[0].name),
             rules: vec![Rule::default()],
+            dry_run: false,
         });
         custom_provider = Some((0, providers[0].name.clone()));
     }
@@ -214,6 +232,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         custom_provider: custom_provider.map(|(i, _)| i),
         path_normalization,
         needs,
+        expose_denial_reason: raw.expose_denial_reason,
     })
 }
 

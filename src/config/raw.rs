@@ -17,6 +17,9 @@ pub struct RawConfig {
     #[serde(default)]
     pub policies: Vec<RawPolicy>,
     pub path_normalization: Option<String>,
+    /// Adds `x-inline-authz-denied-by: <reason>` to every local reply (opt-in).
+    #[serde(default)]
+    pub expose_denial_reason: bool,
 }
 
 /// `RequestAuthentication.spec.jwtRules[]`, plus `jwksCluster` for plain Envoy.
@@ -102,10 +105,16 @@ pub struct RawBodyInCheck {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawPolicy {
+    /// Used in logs, metrics and the denial reason; default `policies[<index>]`.
     pub name: Option<String>,
+    /// `CUSTOM`, `DENY` or `ALLOW` (default `ALLOW`).
     pub action: Option<String>,
+    /// CUSTOM only: the extension provider to call.
     pub provider: Option<RawProviderRef>,
     pub rules: Option<Vec<RawRule>>,
+    /// Evaluated, logged and counted as "would deny", never enforced (Istio's dry-run annotation).
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Deserialize)]

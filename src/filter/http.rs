@@ -84,6 +84,8 @@ pub struct AuthzRequest {
     headers_only: bool,
     /// Body seen while waiting for keys: (bytes buffered, complete).
     early_body: Option<(usize, bool)>,
+    /// The CUSTOM policy that applies is a dry run: call, count, never enforce.
+    custom_dry_run: bool,
     attributes: RequestAttributes,
     /// Normalized path with the original query: what policies saw and the check request carries.
     request_path: String,
@@ -100,6 +102,7 @@ impl AuthzRequest {
             state: State::NotStarted,
             headers_only: false,
             early_body: None,
+            custom_dry_run: false,
             attributes: RequestAttributes::default(),
             request_path: String::new(),
             call_started: None,
@@ -157,9 +160,10 @@ impl AuthzRequest {
             return verdict;
         }
         let config = Rc::clone(&self.config);
-        if config.policies.custom_match(&self.attributes).is_none() {
+        let Some(custom) = config.policies.custom_match(&self.attributes) else {
             return self.decide_locally(host);
-        }
+        };
+        self.custom_dry_run = custom.dry_run;
         let Some(provider) = config.custom_provider() else {
             log::error!("#{} CUSTOM policy without a provider", self.context_id);
             return self.reply_internal_error(host);
@@ -227,16 +231,6 @@ impl AuthzRequest {
                 Some(Verdict::Hold)
             }
         }
-    }
-
-    fn reply_jwt(&mut self, host: &dyn Host, status: JwtStatus) -> Verdict {
-        let challenge = www_authenticate(&self.attributes.headers, status);
-        self.reply(
-            host,
-            status.http_status(),
-            &[("www-authenticate", &challenge)],
-            status.message().as_bytes(),
-        )
     }
 
     pub fn on_request_body(
@@ -489,18 +483,41 @@ impl AuthzRequest {
     }
 
     /// Applies the authorization service's verdict, then the local policies when it allows.
+    /// A dry-run CUSTOM policy only counts and logs what the service said.
     fn conclude(
         &mut self,
         host: &dyn Host,
         provider: &Provider,
         outcome: CheckResponse,
     ) -> Verdict {
+        let metrics = &self.shared.metrics;
+        if self.custom_dry_run {
+            match &outcome {
+                CheckResponse::Ok { .. } => metrics.increment(host, Metric::ExtAuthzShadowAllowed),
+                CheckResponse::Denied { status, .. } => {
+                    metrics.increment(host, Metric::ExtAuthzShadowDenied);
+                    log::info!(
+                        "#{} dry run: ext_authz provider {:?} would deny with status {status}",
+                        self.context_id,
+                        provider.name
+                    );
+                }
+                CheckResponse::Error(kind) => {
+                    metrics.increment(host, Metric::ExtAuthzShadowDenied);
+                    log::info!(
+                        "#{} dry run: ext_authz error ({kind:?}) would deny",
+                        self.context_id
+                    );
+                }
+            }
+            return self.decide_locally(host);
+        }
         match outcome {
             CheckResponse::Ok {
                 upstream,
                 downstream,
             } => {
-                self.shared.metrics.increment(host, Metric::ExtAuthzOk);
+                metrics.increment(host, Metric::ExtAuthzOk);
                 self.apply_to_request(host, &upstream);
                 self.downstream_on_allow = downstream;
                 self.decide_locally(host)
@@ -510,7 +527,7 @@ impl AuthzRequest {
                 headers,
                 body,
             } => {
-                self.shared.metrics.increment(host, Metric::ExtAuthzDenied);
+                metrics.increment(host, Metric::ExtAuthzDenied);
                 log::info!(
                     "#{} denied by ext_authz provider {:?} with status {status}",
                     self.context_id,
@@ -520,14 +537,12 @@ impl AuthzRequest {
                     .iter()
                     .map(|(n, v)| (n.as_str(), v.as_str()))
                     .collect();
-                self.reply(host, status, &headers, &body)
+                self.reply(host, Denial::ExtAuthz, status, &headers, &body)
             }
             CheckResponse::Error(kind) => {
-                self.shared.metrics.increment(host, Metric::ExtAuthzError);
+                metrics.increment(host, Metric::ExtAuthzError);
                 if provider.fail_open {
-                    self.shared
-                        .metrics
-                        .increment(host, Metric::ExtAuthzFailureModeAllowed);
+                    metrics.increment(host, Metric::ExtAuthzFailureModeAllowed);
                     log::warn!(
                         "#{} ext_authz error ({kind:?}); failOpen lets the request through",
                         self.context_id
@@ -539,15 +554,43 @@ impl AuthzRequest {
                         self.context_id,
                         provider.status_on_error
                     );
-                    self.reply(host, provider.status_on_error, &[], b"")
+                    self.reply(
+                        host,
+                        Denial::ExtAuthzError,
+                        provider.status_on_error,
+                        &[],
+                        b"",
+                    )
                 }
             }
         }
     }
 
-    /// DENY then ALLOW policies; the request continues or gets `403 RBAC: access denied`.
+    /// DENY then ALLOW policies; the request continues or gets `403 RBAC: access denied`. The
+    /// dry-run policies are evaluated on their own and only counted and logged.
     fn decide_locally(&mut self, host: &dyn Host) -> Verdict {
-        let policies = &self.config.policies;
+        let config = Rc::clone(&self.config);
+        let policies = &config.policies;
+        match policies.evaluate_shadow(&self.attributes) {
+            None => {}
+            Some(LocalDecision::Allow) => self
+                .shared
+                .metrics
+                .increment(host, Metric::RbacShadowAllowed),
+            Some(LocalDecision::Denied { policy }) => {
+                log::info!("#{} dry run: policy {policy:?} would deny", self.context_id);
+                self.shared
+                    .metrics
+                    .increment(host, Metric::RbacShadowDenied);
+                self.shared.metrics.policy_denied(host, policy, true);
+            }
+            Some(LocalDecision::NoAllowMatch) => {
+                log::info!("#{} dry run: no ALLOW policy would match", self.context_id);
+                self.shared
+                    .metrics
+                    .increment(host, Metric::RbacShadowDenied);
+            }
+        }
         if policies.deny.is_empty() && policies.allow.is_empty() {
             self.state = State::Allowed;
             return Verdict::Proceed;
@@ -564,7 +607,14 @@ impl AuthzRequest {
                     self.context_id
                 );
                 self.shared.metrics.increment(host, Metric::RbacDenied);
-                self.reply(host, 403, &[], RBAC_DENIED_BODY.as_bytes())
+                self.shared.metrics.policy_denied(host, policy, false);
+                self.reply(
+                    host,
+                    Denial::Policy(policy),
+                    403,
+                    &[],
+                    RBAC_DENIED_BODY.as_bytes(),
+                )
             }
             LocalDecision::NoAllowMatch => {
                 log::info!("#{} denied: no ALLOW policy matched", self.context_id);
@@ -573,9 +623,27 @@ impl AuthzRequest {
                     // No token at all: ask for one (RFC 6750), as the ingress tutorial shows.
                     return self.reply_jwt(host, JwtStatus::JwtMissed);
                 }
-                self.reply(host, 403, &[], RBAC_DENIED_BODY.as_bytes())
+                self.reply(
+                    host,
+                    Denial::NoAllowMatch,
+                    403,
+                    &[],
+                    RBAC_DENIED_BODY.as_bytes(),
+                )
             }
         }
+    }
+
+    fn reply_jwt(&mut self, host: &dyn Host, status: JwtStatus) -> Verdict {
+        let challenge = www_authenticate(&self.attributes.headers, status);
+        let body = status.message().as_bytes();
+        self.reply(
+            host,
+            Denial::Jwt(status),
+            status.http_status(),
+            &[("www-authenticate", &challenge)],
+            body,
+        )
     }
 
     fn reply_too_large(&mut self, host: &dyn Host) -> Verdict {
@@ -584,23 +652,82 @@ impl AuthzRequest {
             self.context_id
         );
         self.shared.metrics.increment(host, Metric::RequestTooLarge);
-        self.reply(host, 413, &[], PAYLOAD_TOO_LARGE_BODY.as_bytes())
+        self.reply(
+            host,
+            Denial::TooLarge,
+            413,
+            &[],
+            PAYLOAD_TOO_LARGE_BODY.as_bytes(),
+        )
     }
 
     fn reply_internal_error(&mut self, host: &dyn Host) -> Verdict {
-        self.reply(host, 500, &[], b"")
+        self.reply(host, Denial::Internal, 500, &[], b"")
     }
 
+    /// The one local reply of a request: counted by reason, and with `x-inline-authz-denied-by`
+    /// when `exposeDenialReason` is on.
     fn reply(
         &mut self,
         host: &dyn Host,
+        denial: Denial,
         status: u32,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Verdict {
         self.state = State::Replied;
-        host.send_response(status, headers, body);
+        self.shared.metrics.increment(host, denial.metric());
+        if self.config.expose_denial_reason {
+            let reason = denial.reason();
+            let mut with_reason = headers.to_vec();
+            with_reason.push((DENIED_BY_HEADER, &reason));
+            host.send_response(status, &with_reason, body);
+        } else {
+            host.send_response(status, headers, body);
+        }
         Verdict::Hold
+    }
+}
+
+/// The header naming why a local reply was sent (`exposeDenialReason`).
+pub const DENIED_BY_HEADER: &str = "x-inline-authz-denied-by";
+
+/// Why the filter answered a request itself.
+enum Denial<'a> {
+    Jwt(JwtStatus),
+    Policy(&'a str),
+    NoAllowMatch,
+    ExtAuthz,
+    ExtAuthzError,
+    TooLarge,
+    Internal,
+}
+
+impl Denial<'_> {
+    /// `jwt_authn:jwt_expired`, `policy:<name>`, `rbac:no_allow_match`, `ext_authz:denied`,
+    /// `ext_authz:error`, `ext_authz:request_too_large`, `internal`.
+    fn reason(&self) -> String {
+        match self {
+            Denial::Jwt(status) => format!("jwt_authn:{}", status.code()),
+            Denial::Policy(name) => format!("policy:{name}"),
+            Denial::NoAllowMatch => "rbac:no_allow_match".into(),
+            Denial::ExtAuthz => "ext_authz:denied".into(),
+            Denial::ExtAuthzError => "ext_authz:error".into(),
+            Denial::TooLarge => "ext_authz:request_too_large".into(),
+            Denial::Internal => "internal".into(),
+        }
+    }
+
+    fn metric(&self) -> Metric {
+        match self {
+            Denial::Jwt(_) => Metric::DeniedByJwt,
+            Denial::Policy(_) => Metric::DeniedByPolicy,
+            Denial::NoAllowMatch => Metric::DeniedByNoAllowMatch,
+            Denial::ExtAuthz => Metric::DeniedByExtAuthz,
+            Denial::ExtAuthzError => Metric::DeniedByExtAuthzError,
+            Denial::TooLarge => Metric::DeniedByRequestTooLarge,
+            Denial::Internal => Metric::DeniedByInternal,
+        }
     }
 }
 

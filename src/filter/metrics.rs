@@ -7,6 +7,8 @@ use crate::host::{Host, MetricKind};
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     ids: [Option<u32>; Metric::COUNT],
+    /// Per DENY policy (dry-run ones too): name, `…denied` id, `…shadow_denied` id.
+    policies: Vec<(String, Option<u32>, Option<u32>)>,
 }
 
 /// Every metric the filter records.
@@ -24,10 +26,21 @@ pub enum Metric {
     JwtDenied,
     JwksFetchSuccess,
     JwksFetchFailed,
+    ExtAuthzShadowAllowed,
+    ExtAuthzShadowDenied,
+    RbacShadowAllowed,
+    RbacShadowDenied,
+    DeniedByJwt,
+    DeniedByPolicy,
+    DeniedByNoAllowMatch,
+    DeniedByExtAuthz,
+    DeniedByExtAuthzError,
+    DeniedByRequestTooLarge,
+    DeniedByInternal,
 }
 
 impl Metric {
-    const COUNT: usize = 12;
+    const COUNT: usize = 23;
     const ALL: [Metric; Metric::COUNT] = [
         Metric::ExtAuthzOk,
         Metric::ExtAuthzDenied,
@@ -41,6 +54,17 @@ impl Metric {
         Metric::JwtDenied,
         Metric::JwksFetchSuccess,
         Metric::JwksFetchFailed,
+        Metric::ExtAuthzShadowAllowed,
+        Metric::ExtAuthzShadowDenied,
+        Metric::RbacShadowAllowed,
+        Metric::RbacShadowDenied,
+        Metric::DeniedByJwt,
+        Metric::DeniedByPolicy,
+        Metric::DeniedByNoAllowMatch,
+        Metric::DeniedByExtAuthz,
+        Metric::DeniedByExtAuthzError,
+        Metric::DeniedByRequestTooLarge,
+        Metric::DeniedByInternal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +81,17 @@ impl Metric {
             Metric::JwtDenied => "inline_authz.jwt_authn.denied",
             Metric::JwksFetchSuccess => "inline_authz.jwks.fetch_success",
             Metric::JwksFetchFailed => "inline_authz.jwks.fetch_failed",
+            Metric::ExtAuthzShadowAllowed => "inline_authz.ext_authz.shadow_allowed",
+            Metric::ExtAuthzShadowDenied => "inline_authz.ext_authz.shadow_denied",
+            Metric::RbacShadowAllowed => "inline_authz.rbac.shadow_allowed",
+            Metric::RbacShadowDenied => "inline_authz.rbac.shadow_denied",
+            Metric::DeniedByJwt => "inline_authz.denied_by.jwt_authn",
+            Metric::DeniedByPolicy => "inline_authz.denied_by.policy",
+            Metric::DeniedByNoAllowMatch => "inline_authz.denied_by.no_allow_match",
+            Metric::DeniedByExtAuthz => "inline_authz.denied_by.ext_authz",
+            Metric::DeniedByExtAuthzError => "inline_authz.denied_by.ext_authz_error",
+            Metric::DeniedByRequestTooLarge => "inline_authz.denied_by.request_too_large",
+            Metric::DeniedByInternal => "inline_authz.denied_by.internal",
         }
     }
 
@@ -69,12 +104,47 @@ impl Metric {
 }
 
 impl Metrics {
-    pub fn define(host: &dyn Host) -> Metrics {
+    /// Defines every metric, and two per DENY policy: `inline_authz.policy.<name>.denied` and
+    /// `….shadow_denied` (names reduced to `[A-Za-z0-9_-]`).
+    pub fn define(host: &dyn Host, deny_policies: &[&str]) -> Metrics {
         let mut ids = [None; Metric::COUNT];
         for (slot, metric) in ids.iter_mut().zip(Metric::ALL) {
             *slot = host.define_metric(metric.kind(), metric.name());
         }
-        Metrics { ids }
+        let policies = deny_policies
+            .iter()
+            .map(|name| {
+                let safe: String = name
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                let denied = host.define_metric(
+                    MetricKind::Counter,
+                    &format!("inline_authz.policy.{safe}.denied"),
+                );
+                let shadow = host.define_metric(
+                    MetricKind::Counter,
+                    &format!("inline_authz.policy.{safe}.shadow_denied"),
+                );
+                (name.to_string(), denied, shadow)
+            })
+            .collect();
+        Metrics { ids, policies }
+    }
+
+    /// Counts a denial by a DENY policy (or a dry-run one's "would deny").
+    pub fn policy_denied(&self, host: &dyn Host, name: &str, dry_run: bool) {
+        if let Some((_, denied, shadow)) = self.policies.iter().find(|(n, _, _)| n == name) {
+            if let Some(id) = if dry_run { shadow } else { denied } {
+                host.increment_metric(*id, 1);
+            }
+        }
     }
 
     pub fn increment(&self, host: &dyn Host, metric: Metric) {

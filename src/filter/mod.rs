@@ -394,7 +394,7 @@ mod wasm {
                 config.policies.allow.len()
             );
             let shared = Rc::new(Shared {
-                metrics: Metrics::define(&ProxyWasm),
+                metrics: Metrics::define(&ProxyWasm, &config.deny_policy_names()),
                 body_watch: BodyWatch::default(),
                 keys: KeyCache::new(&config.jwt),
             });

@@ -83,6 +83,20 @@ impl JwtStatus {
         }
     }
 
+    /// A stable snake_case code (`jwt_expired`, `jwks_fetch_fail`) for logs, metrics and the
+    /// denial reason header.
+    pub fn code(self) -> String {
+        let name = format!("{self:?}");
+        let mut code = String::with_capacity(name.len() + 4);
+        for (i, c) in name.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                code.push('_');
+            }
+            code.push(c.to_ascii_lowercase());
+        }
+        code
+    }
+
     /// 403 for a token that is valid but not for this audience (as `jwt_authn`), else 401.
     pub fn http_status(self) -> u32 {
         match self {

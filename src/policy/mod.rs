@@ -227,6 +227,8 @@ impl Rule {
 pub struct Policy {
     pub name: String,
     pub rules: Vec<Rule>,
+    /// Evaluated and counted, never enforced.
+    pub dry_run: bool,
 }
 
 impl Policy {
@@ -238,9 +240,13 @@ impl Policy {
 /// The compiled policies of one plugin, grouped by action.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policies {
+    /// CUSTOM policies, enforced and dry-run (each knows which).
     pub custom: Vec<Policy>,
     pub deny: Vec<Policy>,
     pub allow: Vec<Policy>,
+    /// Dry-run DENY / ALLOW policies: a shadow evaluation of their own, as Istio's shadow RBAC.
+    pub dry_deny: Vec<Policy>,
+    pub dry_allow: Vec<Policy>,
 }
 
 /// The outcome of the DENY and ALLOW steps (Envoy's two RBAC filters).
@@ -256,12 +262,37 @@ pub enum LocalDecision<'a> {
 
 impl Policies {
     pub fn is_empty(&self) -> bool {
-        self.custom.is_empty() && self.deny.is_empty() && self.allow.is_empty()
+        self.custom.is_empty()
+            && self.deny.is_empty()
+            && self.allow.is_empty()
+            && self.dry_deny.is_empty()
+            && self.dry_allow.is_empty()
     }
 
-    /// The first CUSTOM policy that applies to the request, if any.
+    /// The CUSTOM policy that applies to the request, if any: an enforced one first.
     pub fn custom_match(&self, request: &RequestAttributes) -> Option<&Policy> {
-        self.custom.iter().find(|p| p.matches(request))
+        self.custom
+            .iter()
+            .filter(|p| !p.dry_run)
+            .chain(self.custom.iter().filter(|p| p.dry_run))
+            .find(|p| p.matches(request))
+    }
+
+    /// What the dry-run DENY / ALLOW policies alone would decide (`None` when there are none).
+    pub fn evaluate_shadow(&self, request: &RequestAttributes) -> Option<LocalDecision<'_>> {
+        if self.dry_deny.is_empty() && self.dry_allow.is_empty() {
+            return None;
+        }
+        if let Some(policy) = self.dry_deny.iter().find(|p| p.matches(request)) {
+            return Some(LocalDecision::Denied {
+                policy: &policy.name,
+            });
+        }
+        if self.dry_allow.is_empty() || self.dry_allow.iter().any(|p| p.matches(request)) {
+            Some(LocalDecision::Allow)
+        } else {
+            Some(LocalDecision::NoAllowMatch)
+        }
     }
 
     /// DENY, then ALLOW, as Istio's RBAC filters order them.
@@ -318,6 +349,7 @@ mod tests {
         Policy {
             name: name.into(),
             rules,
+            dry_run: false,
         }
     }
 
