@@ -76,6 +76,16 @@ pub struct Config {
     pub expose_denial_reason: bool,
 }
 
+/// The JSON Schema of the plugin configuration, derived from the types `Config::parse` reads.
+#[cfg(feature = "schema")]
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(RawConfig)).unwrap_or_default();
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("title".into(), "inline-authz plugin configuration".into());
+    }
+    schema
+}
+
 impl Config {
     /// Parses the plugin configuration (JSON). An empty configuration is `{}`.
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {

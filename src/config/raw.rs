@@ -6,16 +6,27 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "PluginConfig")
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawConfig {
+    /// Istio `RequestAuthentication.spec.jwtRules`.
     #[serde(default)]
     pub jwt_rules: Vec<RawJwtRule>,
+    /// Leeway for `exp` / `nbf`, e.g. `60s` (default).
     pub clock_skew: Option<String>,
+    /// How often `jwksUri` keys are fetched again, e.g. `10m` (default).
     pub jwks_refresh_interval: Option<String>,
+    /// Istio `meshConfig.extensionProviders` (only `envoyExtAuthzHttp`).
     #[serde(default)]
     pub extension_providers: Vec<RawExtensionProvider>,
+    /// Istio `AuthorizationPolicy.spec` entries, plus `name` and `dryRun`.
     #[serde(default)]
     pub policies: Vec<RawPolicy>,
+    /// `NONE`, `BASE` (default), `MERGE_SLASHES` or `DECODE_AND_MERGE_SLASHES`.
     pub path_normalization: Option<String>,
     /// Adds `x-inline-authz-denied-by: <reason>` to every local reply (opt-in).
     #[serde(default)]
@@ -24,6 +35,11 @@ pub struct RawConfig {
 
 /// `RequestAuthentication.spec.jwtRules[]`, plus `jwksCluster` for plain Envoy.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "JwtRule")
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawJwtRule {
     pub issuer: String,
@@ -43,6 +59,11 @@ pub struct RawJwtRule {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "FromHeader")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawFromHeader {
     pub name: String,
@@ -50,6 +71,11 @@ pub struct RawFromHeader {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "ClaimToHeader")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawClaimToHeader {
     pub header: String,
@@ -58,6 +84,11 @@ pub struct RawClaimToHeader {
 
 /// `meshConfig.extensionProviders[]`; only `envoyExtAuthzHttp` is a known provider kind.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "ExtensionProvider")
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawExtensionProvider {
     pub name: String,
@@ -66,6 +97,11 @@ pub struct RawExtensionProvider {
 
 /// `meshConfig.extensionProviders[].envoyExtAuthzHttp`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "EnvoyExtAuthzHttp")
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawExtAuthzHttp {
     pub service: String,
@@ -90,6 +126,11 @@ pub struct RawExtAuthzHttp {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "IncludeRequestBodyInCheck")
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawBodyInCheck {
     pub max_request_bytes: Option<u32>,
@@ -103,6 +144,11 @@ pub struct RawBodyInCheck {
 
 /// `AuthorizationPolicy.spec` without `selector` / `targetRef` (the WasmPlugin selects the workload).
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Policy")
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawPolicy {
     /// Used in logs, metrics and the denial reason; default `policies[<index>]`.
@@ -118,12 +164,22 @@ pub struct RawPolicy {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "ProviderRef")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawProviderRef {
     pub name: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Rule")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     #[serde(default)]
@@ -135,18 +191,33 @@ pub struct RawRule {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "From")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawFrom {
     pub source: Option<RawSource>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "To")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawTo {
     pub operation: Option<RawOperation>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Source")
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawSource {
     pub principals: Option<Vec<String>>,
@@ -162,6 +233,11 @@ pub struct RawSource {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Operation")
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawOperation {
     pub hosts: Option<Vec<String>>,
@@ -175,6 +251,11 @@ pub struct RawOperation {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Condition")
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawCondition {
     pub key: String,
@@ -184,6 +265,7 @@ pub struct RawCondition {
 
 /// Istio writes ports and status codes both as numbers and as strings (`port: "8000"`).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum NumberOrString {
     Number(u64),

@@ -535,7 +535,10 @@ fn dry_run_deny_is_counted_never_enforced() {
     let config = r#"{"policies": [{"name": "no-admin", "action": "DENY", "dryRun": true,
         "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}]}"#;
     let host = FakeHost::new().with_request("GET", "/admin", "h");
-    assert_eq!(request_with(config, &host).on_request_headers(&host, true), Action::Continue);
+    assert_eq!(
+        request_with(config, &host).on_request_headers(&host, true),
+        Action::Continue
+    );
     assert!(host.replies.borrow().is_empty());
     assert_eq!(host.metric("inline_authz.rbac.shadow_denied"), 1);
     assert_eq!(host.metric("inline_authz.policy.no-admin.shadow_denied"), 1);
@@ -545,7 +548,10 @@ fn dry_run_deny_is_counted_never_enforced() {
 fn dry_run_allow_counts_requests_no_allow_policy_would_accept() {
     let config = r#"{"policies": [{"action": "ALLOW", "dryRun": true, "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}]}"#;
     let host = FakeHost::new().with_request("POST", "/", "h");
-    assert_eq!(request_with(config, &host).on_request_headers(&host, true), Action::Continue);
+    assert_eq!(
+        request_with(config, &host).on_request_headers(&host, true),
+        Action::Continue
+    );
     assert_eq!(host.metric("inline_authz.rbac.shadow_denied"), 1);
     let host = FakeHost::new().with_request("GET", "/", "h");
     request_with(config, &host).on_request_headers(&host, true);
@@ -559,7 +565,11 @@ fn dry_run_custom_calls_the_service_but_never_enforces_its_answer() {
         "policies": [{"action": "CUSTOM", "dryRun": true, "provider": {"name": "p"}, "rules": [{}]}]}"#;
     let host = FakeHost::new().with_request("GET", "/", "h");
     let mut request = request_with(config, &host);
-    assert_eq!(request.on_request_headers(&host, true), Action::Pause, "the service is still asked");
+    assert_eq!(
+        request.on_request_headers(&host, true),
+        Action::Pause,
+        "the service is still asked"
+    );
     host.answering(403, &[], "no");
     answer(&mut request, &host, 101);
     assert_eq!(host.resumed.get(), 1);
@@ -571,7 +581,11 @@ fn dry_run_custom_calls_the_service_but_never_enforces_its_answer() {
     request.on_request_headers(&host, true);
     host.answering(200, &[("x-user", "alice")], "");
     answer(&mut request, &host, 101);
-    assert_eq!(host.request_header("x-user"), None, "a dry run changes nothing");
+    assert_eq!(
+        host.request_header("x-user"),
+        None,
+        "a dry run changes nothing"
+    );
     assert_eq!(host.metric("inline_authz.ext_authz.shadow_allowed"), 1);
 }
 
@@ -582,18 +596,34 @@ fn denial_reason_header_is_opt_in_and_names_the_policy_or_reason() {
     let host = FakeHost::new().with_request("GET", "/admin", "h");
     request_with(deny, &host).on_request_headers(&host, true);
     let reply = host.last_reply().unwrap();
-    assert!(reply.headers.contains(&("x-inline-authz-denied-by".to_string(), "policy:no-admin".to_string())));
+    assert!(reply.headers.contains(&(
+        "x-inline-authz-denied-by".to_string(),
+        "policy:no-admin".to_string()
+    )));
     assert_eq!(host.metric("inline_authz.denied_by.policy"), 1);
     assert_eq!(host.metric("inline_authz.policy.no-admin.denied"), 1);
 
     let jwt = jwt_config("[]", &inline_jwks()).replacen('{', r#"{"exposeDenialReason": true, "#, 1);
-    let host = FakeHost::new().with_request("GET", "/", "h").with_request_header("authorization", "Bearer invalidToken");
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_request_header("authorization", "Bearer invalidToken");
     request_with(&jwt, &host).on_request_headers(&host, true);
     let reply = host.last_reply().unwrap();
-    assert!(reply.headers.contains(&("x-inline-authz-denied-by".to_string(), "jwt_authn:jwt_bad_format".to_string())), "{:?}", reply.headers);
+    assert!(
+        reply.headers.contains(&(
+            "x-inline-authz-denied-by".to_string(),
+            "jwt_authn:jwt_bad_format".to_string()
+        )),
+        "{:?}",
+        reply.headers
+    );
     assert_eq!(host.metric("inline_authz.denied_by.jwt_authn"), 1);
 
     let host = FakeHost::new().with_request("GET", "/admin", "h");
-    request_with(&deny.replace(r#""exposeDenialReason": true, "#, ""), &host).on_request_headers(&host, true);
-    assert!(host.last_reply().unwrap().headers.is_empty(), "off unless asked");
+    request_with(&deny.replace(r#""exposeDenialReason": true, "#, ""), &host)
+        .on_request_headers(&host, true);
+    assert!(
+        host.last_reply().unwrap().headers.is_empty(),
+        "off unless asked"
+    );
 }

@@ -1,0 +1,114 @@
+//! The `inline-authz` command: checks configurations and manifests with the filter's own parser,
+//! and prints a JSON Schema that stays in sync with the committed copy.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_inline-authz"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_committed_schema_is_the_generated_one() {
+    let output = run(&["schema"]);
+    assert!(output.status.success());
+    let generated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schema/plugin-config.schema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        generated, committed,
+        "run `cargo run -p inline-authz-cli -- schema > schema/plugin-config.schema.json`"
+    );
+}
+
+#[test]
+fn the_schema_accepts_every_shipped_configuration_and_refuses_unknown_fields() {
+    let script = r#"
+import glob, json, sys, jsonschema
+schema = json.load(open("schema/plugin-config.schema.json"))
+validator = jsonschema.Draft202012Validator(schema)
+files = [f for f in glob.glob("envoy/scenarios/*.json") if not f.endswith(".native.json")]
+assert files, "no scenario files"
+for f in files:
+    errors = list(validator.iter_errors(json.load(open(f))))
+    assert not errors, (f, [e.message for e in errors])
+bad = {"policies": [{"action": "ALLOW", "rules": [{"to": [{"operation": {"pahts": ["/x"]}}]}]}]}
+assert list(validator.iter_errors(bad)), "an unknown field must be refused"
+print("checked", len(files), "files")
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn good_configurations_and_manifests_pass() {
+    let output = run(&[
+        "check",
+        "envoy/scenarios/tutorial.json",
+        "cli/tests/fixtures/wasmplugin.yaml",
+    ]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "envoy/scenarios/tutorial.json: document 0: ok (0 JWT rule(s), 1 provider(s), 1 CUSTOM"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("WasmPlugin inline-authz (document 0): ok"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("document 1"),
+        "the Service is not a plugin configuration: {text}"
+    );
+}
+
+#[test]
+fn a_bad_configuration_is_explained_with_its_field_path() {
+    let output = run(&["check", "cli/tests/fixtures/bad-config.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output).trim(),
+        "cli/tests/fixtures/bad-config.yaml: document 0: invalid configuration: policies[1].action: unknown action \"ALOW\" (CUSTOM, DENY, ALLOW)"
+    );
+}
+
+#[test]
+fn usage_errors_and_missing_files_fail() {
+    assert_eq!(run(&[]).status.code(), Some(2));
+    assert_eq!(run(&["check"]).status.code(), Some(2));
+    let missing = run(&["check", "no/such/file.yaml"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stdout(&missing).contains("cannot read"));
+}
