@@ -31,3 +31,10 @@ if ! python3 -c "import yaml, jsonschema" >/dev/null 2>&1 || ! command -v check-
   python3 -m pip install --quiet --disable-pip-version-check pyyaml jsonschema check-jsonschema
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
+
+# skopeo reads the OCI image layout the way registries and Istio see it (tests/oci_image.rs).
+if ! command -v skopeo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "prereqs: installing skopeo (Debian)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo) >/dev/null 2>&1 \
+    || echo "prereqs: skopeo could not be installed; the OCI test checks the layout without it"
+fi
