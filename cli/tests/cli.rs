@@ -112,3 +112,26 @@ fn usage_errors_and_missing_files_fail() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(stdout(&missing).contains("cannot read"));
 }
+
+#[test]
+fn every_istio_example_manifest_passes_the_checker() {
+    let mut files: Vec<String> = std::fs::read_dir(root().join("examples/istio"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.strip_prefix(root()).unwrap().display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let mut args = vec!["check"];
+    args.extend(files.iter().map(String::as_str));
+    let output = run(&args);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert_eq!(
+        stdout(&output)
+            .lines()
+            .filter(|l| l.contains(": ok ("))
+            .count(),
+        files.len()
+    );
+}
