@@ -20,7 +20,7 @@ impl fmt::Debug for Secret {
 /// The verifying material of one key.
 #[derive(Clone, Debug)]
 pub enum KeyMaterial {
-    Rsa(rsa::RsaPublicKey),
+    Rsa(super::rsa::RsaKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_compact::PublicKey),
@@ -89,13 +89,10 @@ fn sec1_point(key: &Value, size: usize) -> Result<Vec<u8>, String> {
 fn material(key: &Value) -> Result<Option<KeyMaterial>, String> {
     let kty = field(key, "kty").ok_or("missing \"kty\"")?;
     Ok(Some(match kty {
-        "RSA" => {
-            let n = rsa::BigUint::from_bytes_be(&decoded(key, "n")?);
-            let e = rsa::BigUint::from_bytes_be(&decoded(key, "e")?);
-            KeyMaterial::Rsa(
-                rsa::RsaPublicKey::new(n, e).map_err(|e| format!("invalid RSA key: {e}"))?,
-            )
-        }
+        "RSA" => KeyMaterial::Rsa(super::rsa::RsaKey::new(
+            &decoded(key, "n")?,
+            &decoded(key, "e")?,
+        )?),
         "EC" => match field(key, "crv").ok_or("missing \"crv\"")? {
             "P-256" => KeyMaterial::P256(
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(key, 32)?)

@@ -5,6 +5,7 @@
 
 pub mod extract;
 pub mod jwks;
+pub mod rsa;
 pub mod status;
 pub mod token;
 pub mod verify;

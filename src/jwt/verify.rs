@@ -1,13 +1,12 @@
-//! Signature verification, pure Rust (jwt-compact's RSA, P-256, Ed25519 and HMAC; p384 for
-//! ES384), and the key choice of jwt_verify_lib: by `kid` when both sides have one, by `alg` when
+//! Signature verification, pure Rust (RSA on crypto-bigint, jwt-compact's P-256, Ed25519 and
+//! HMAC; p384 for ES384), and the key choice of jwt_verify_lib: by `kid` when both sides have one, by `alg` when
 //! the key names one, by key type always.
 
-use jwt_compact::alg::{
-    Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, RsaSignature,
-};
+use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 
 use super::jwks::{Jwks, KeyMaterial};
+use super::rsa::Hash;
 use super::status::JwtStatus;
 use super::token::{Alg, Jwt};
 
@@ -18,21 +17,12 @@ fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, signature: &[u8], input: 
 /// Verifies one signature with one key; false when the key type does not fit the algorithm.
 pub fn verify_signature(alg: Alg, key: &KeyMaterial, input: &[u8], signature: &[u8]) -> bool {
     match (alg, key) {
-        (
-            Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512,
-            KeyMaterial::Rsa(key),
-        ) => {
-            let rsa = match alg {
-                Alg::Rs256 => Rsa::rs256(),
-                Alg::Rs384 => Rsa::rs384(),
-                Alg::Rs512 => Rsa::rs512(),
-                Alg::Ps256 => Rsa::ps256(),
-                Alg::Ps384 => Rsa::ps384(),
-                _ => Rsa::ps512(),
-            };
-            RsaSignature::try_from_slice(signature)
-                .is_ok_and(|s| rsa.verify_signature(&s, key, input))
-        }
+        (Alg::Rs256, KeyMaterial::Rsa(key)) => key.verify_pkcs1v15(Hash::Sha256, input, signature),
+        (Alg::Rs384, KeyMaterial::Rsa(key)) => key.verify_pkcs1v15(Hash::Sha384, input, signature),
+        (Alg::Rs512, KeyMaterial::Rsa(key)) => key.verify_pkcs1v15(Hash::Sha512, input, signature),
+        (Alg::Ps256, KeyMaterial::Rsa(key)) => key.verify_pss(Hash::Sha256, input, signature),
+        (Alg::Ps384, KeyMaterial::Rsa(key)) => key.verify_pss(Hash::Sha384, input, signature),
+        (Alg::Ps512, KeyMaterial::Rsa(key)) => key.verify_pss(Hash::Sha512, input, signature),
         (Alg::Es256, KeyMaterial::P256(key)) => check(&Es256, key, signature, input),
         (Alg::Es384, KeyMaterial::P384(key)) => {
             use p384::ecdsa::signature::Verifier;

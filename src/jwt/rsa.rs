@@ -1,0 +1,217 @@
+//! RSA signature verification (RS256/384/512: PKCS#1 v1.5, PS256/384/512: PSS with MGF1 and a
+//! salt as long as the hash) on crypto-bigint's Montgomery arithmetic, sized to the key. Only the
+//! public operation `s^e mod n` is needed, with `e` = 3 or 65537 (the exponents Envoy accepts),
+//! which keeps the `.wasm` small and the check fast.
+
+use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
+use crypto_bigint::{Integer, Limb, Uint, U1024, U2048, U3072, U4096};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+
+/// An RSA public key: the modulus without leading zeros and the public exponent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RsaKey {
+    pub n: Vec<u8>,
+    pub e: u32,
+}
+
+impl std::fmt::Debug for RsaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RsaKey({} bits, e={})", self.bits(), self.e)
+    }
+}
+
+/// The hash of RS* / PS* algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Hash {
+    fn digest(self, parts: &[&[u8]]) -> Vec<u8> {
+        fn run<D: Digest>(parts: &[&[u8]]) -> Vec<u8> {
+            let mut d = D::new();
+            for p in parts {
+                d.update(p);
+            }
+            d.finalize().to_vec()
+        }
+        match self {
+            Hash::Sha256 => run::<Sha256>(parts),
+            Hash::Sha384 => run::<Sha384>(parts),
+            Hash::Sha512 => run::<Sha512>(parts),
+        }
+    }
+
+    fn len(self) -> usize {
+        match self {
+            Hash::Sha256 => 32,
+            Hash::Sha384 => 48,
+            Hash::Sha512 => 64,
+        }
+    }
+
+    /// DER of `DigestInfo` up to the digest (RFC 8017 section 9.2, note 1).
+    fn digest_info_prefix(self) -> &'static [u8] {
+        match self {
+            Hash::Sha256 => &[
+                0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x01, 0x05, 0x00, 0x04, 0x20,
+            ],
+            Hash::Sha384 => &[
+                0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x02, 0x05, 0x00, 0x04, 0x30,
+            ],
+            Hash::Sha512 => &[
+                0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x03, 0x05, 0x00, 0x04, 0x40,
+            ],
+        }
+    }
+}
+
+impl RsaKey {
+    /// From JWK `n` and `e` (big-endian bytes): 1024 to 4096 bits, odd, `e` 3 or 65537.
+    pub fn new(n: &[u8], e: &[u8]) -> Result<RsaKey, String> {
+        let n: Vec<u8> = n.iter().copied().skip_while(|b| *b == 0).collect();
+        if n.len() < 128 || n.len() > 512 {
+            return Err(format!(
+                "RSA modulus of {} bits (1024 to 4096 supported)",
+                n.len() * 8
+            ));
+        }
+        if n.last().is_some_and(|b| b % 2 == 0) {
+            return Err("RSA modulus is even".into());
+        }
+        let e = e.iter().skip_while(|b| **b == 0).try_fold(0u64, |acc, b| {
+            (acc < 1 << 32).then(|| acc << 8 | u64::from(*b))
+        });
+        match e {
+            Some(3) => Ok(RsaKey { n, e: 3 }),
+            Some(65537) => Ok(RsaKey { n, e: 65537 }),
+            _ => Err("RSA exponent must be 3 or 65537".into()),
+        }
+    }
+
+    pub fn bits(&self) -> usize {
+        let top = self.n.first().copied().unwrap_or(0);
+        self.n.len() * 8 - top.leading_zeros() as usize
+    }
+
+    /// `signature^e mod n` as big-endian bytes of the modulus length; `None` for a signature of
+    /// another length or not below `n`.
+    fn public_op(&self, signature: &[u8]) -> Option<Vec<u8>> {
+        if signature.len() != self.n.len() {
+            return None;
+        }
+        match self.n.len() {
+            0..=128 => modexp::<{ U1024::LIMBS }>(&self.n, signature, self.e),
+            129..=256 => modexp::<{ U2048::LIMBS }>(&self.n, signature, self.e),
+            257..=384 => modexp::<{ U3072::LIMBS }>(&self.n, signature, self.e),
+            _ => modexp::<{ U4096::LIMBS }>(&self.n, signature, self.e),
+        }
+    }
+
+    /// RSASSA-PKCS1-v1_5 (RS256/384/512).
+    pub fn verify_pkcs1v15(&self, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
+        let Some(em) = self.public_op(signature) else {
+            return false;
+        };
+        let prefix = hash.digest_info_prefix();
+        let t_len = prefix.len() + hash.len();
+        if em.len() < t_len + 11 {
+            return false;
+        }
+        let mut expected = vec![0xff; em.len()];
+        expected[0] = 0x00;
+        expected[1] = 0x01;
+        let t_start = em.len() - t_len;
+        expected[t_start - 1] = 0x00;
+        expected[t_start..t_start + prefix.len()].copy_from_slice(prefix);
+        expected[t_start + prefix.len()..].copy_from_slice(&hash.digest(&[message]));
+        constant_time_eq(&em, &expected)
+    }
+
+    /// RSASSA-PSS (PS256/384/512): MGF1 with the same hash, salt length = hash length (RFC 7518).
+    pub fn verify_pss(&self, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
+        let Some(m) = self.public_op(signature) else {
+            return false;
+        };
+        let em_bits = self.bits() - 1;
+        let em_len = em_bits.div_ceil(8);
+        // I2OSP(m, emLen): the bytes above emLen must be zero.
+        let (extra, em) = m.split_at(m.len() - em_len);
+        if extra.iter().any(|b| *b != 0) {
+            return false;
+        }
+        let (h_len, s_len) = (hash.len(), hash.len());
+        if em_len < h_len + s_len + 2 || em.last() != Some(&0xbc) {
+            return false;
+        }
+        let (masked_db, rest) = em.split_at(em_len - h_len - 1);
+        let h = &rest[..h_len];
+        let unused_bits = 8 * em_len - em_bits;
+        let top_mask = 0xffu8.checked_shr(unused_bits as u32).unwrap_or(0);
+        if masked_db[0] & !top_mask != 0 {
+            return false;
+        }
+        let mut db = mgf1(hash, h, masked_db.len());
+        for (d, m) in db.iter_mut().zip(masked_db) {
+            *d ^= m;
+        }
+        db[0] &= top_mask;
+        let ps_len = em_len - h_len - s_len - 2;
+        if db[..ps_len].iter().any(|b| *b != 0) || db[ps_len] != 0x01 {
+            return false;
+        }
+        let salt = &db[db.len() - s_len..];
+        let m_hash = hash.digest(&[message]);
+        let h2 = hash.digest(&[&[0u8; 8], &m_hash, salt]);
+        constant_time_eq(h, &h2)
+    }
+}
+
+fn mgf1(hash: Hash, seed: &[u8], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + hash.len());
+    let mut counter: u32 = 0;
+    while out.len() < len {
+        out.extend(hash.digest(&[seed, &counter.to_be_bytes()]));
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn padded<const LIMBS: usize>(bytes: &[u8]) -> Option<Uint<LIMBS>> {
+    let size = LIMBS * Limb::BYTES;
+    if bytes.len() > size {
+        return None;
+    }
+    let mut buffer = vec![0u8; size];
+    buffer[size - bytes.len()..].copy_from_slice(bytes);
+    Some(Uint::from_be_slice(&buffer))
+}
+
+fn modexp<const LIMBS: usize>(n: &[u8], signature: &[u8], e: u32) -> Option<Vec<u8>> {
+    let modulus = padded::<LIMBS>(n)?;
+    let s = padded::<LIMBS>(signature)?;
+    if !bool::from(modulus.is_odd()) || s >= modulus {
+        return None;
+    }
+    let params = DynResidueParams::new(&modulus);
+    let exponent = Uint::<LIMBS>::from_u32(e);
+    let bits = 32 - e.leading_zeros() as usize;
+    let m = DynResidue::new(&s, params)
+        .pow_bounded_exp(&exponent, bits)
+        .retrieve();
+    let mut bytes = Vec::with_capacity(LIMBS * Limb::BYTES);
+    for word in m.as_words().iter().rev() {
+        bytes.extend_from_slice(&word.to_be_bytes());
+    }
+    Some(bytes.split_off(bytes.len() - n.len()))
+}
