@@ -74,6 +74,17 @@ pub struct Config {
     pub needs: Needs,
     /// `exposeDenialReason`: local replies carry `x-inline-authz-denied-by`.
     pub expose_denial_reason: bool,
+    pub jwt_cache_size: usize,
+    pub decision_cache_size: usize,
+    pub signature_backend: SignatureBackendChoice,
+}
+
+/// `signatureBackend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureBackendChoice {
+    Auto,
+    Host,
+    Rust,
 }
 
 /// The JSON Schema of the plugin configuration, derived from the types `Config::parse` reads.
@@ -243,6 +254,23 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         path_normalization,
         needs,
         expose_denial_reason: raw.expose_denial_reason,
+        jwt_cache_size: raw
+            .jwt_cache_size
+            .map_or(crate::jwt::cache::DEFAULT_SIZE, |s| s as usize),
+        decision_cache_size: raw
+            .decision_cache_size
+            .map_or(crate::ext_authz::cache::DEFAULT_SIZE, |s| s as usize),
+        signature_backend: match raw.signature_backend.as_deref() {
+            None | Some("auto") => SignatureBackendChoice::Auto,
+            Some("host") => SignatureBackendChoice::Host,
+            Some("rust") => SignatureBackendChoice::Rust,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "signatureBackend",
+                    format!("unknown value {other:?} (auto, host, rust)"),
+                ))
+            }
+        },
     })
 }
 

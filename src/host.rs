@@ -13,6 +13,14 @@ pub enum MetricKind {
     Histogram,
 }
 
+/// Why a foreign function call gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForeignError {
+    /// The host has no function of that name.
+    NotFound,
+    Failed,
+}
+
 /// Every hostcall the filter needs, with errors turned into values (never a panic).
 pub trait Host {
     /// Request headers as the proxy holds them: lowercase names, raw value bytes.
@@ -38,6 +46,8 @@ pub trait Host {
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
     fn increment_metric(&self, id: u32, delta: i64);
     fn record_metric(&self, id: u32, value: u64);
+    /// Calls a host foreign function (Envoy's `verify_signature`).
+    fn call_foreign(&self, name: &str, arguments: &[u8]) -> Result<Vec<u8>, ForeignError>;
 }
 
 /// The real host: proxy-wasm hostcalls, each `Result` handled.
@@ -147,6 +157,14 @@ mod proxy {
         fn record_metric(&self, id: u32, value: u64) {
             let _ = hostcalls::record_metric(id, value);
         }
+
+        fn call_foreign(&self, name: &str, arguments: &[u8]) -> Result<Vec<u8>, ForeignError> {
+            match hostcalls::call_foreign_function(name, Some(arguments)) {
+                Ok(result) => Ok(result.unwrap_or_default()),
+                Err(proxy_wasm::types::Status::NotFound) => Err(ForeignError::NotFound),
+                Err(_) => Err(ForeignError::Failed),
+            }
+        }
     }
 }
 
@@ -158,6 +176,9 @@ pub mod fake {
     use std::collections::HashMap;
 
     use super::*;
+
+    /// A stand-in for the host's foreign functions.
+    pub type ForeignFunction = fn(&str, &[u8]) -> Result<Vec<u8>, ForeignError>;
 
     /// A request the filter sent with `dispatch_http_call`.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +219,9 @@ pub mod fake {
         pub response_headers: RefCell<Vec<(String, String)>>,
         pub metrics: RefCell<Vec<String>>,
         pub counts: RefCell<HashMap<u32, i64>>,
+        /// Answers `verify_signature` when set (the host's crypto), else NotFound.
+        pub foreign: Option<ForeignFunction>,
+        pub foreign_calls: Cell<u32>,
     }
 
     impl FakeHost {
@@ -359,6 +383,14 @@ pub mod fake {
 
         fn record_metric(&self, id: u32, value: u64) {
             *self.counts.borrow_mut().entry(id).or_default() = value as i64;
+        }
+
+        fn call_foreign(&self, name: &str, arguments: &[u8]) -> Result<Vec<u8>, ForeignError> {
+            self.foreign_calls.set(self.foreign_calls.get() + 1);
+            match self.foreign {
+                Some(answer) => answer(name, arguments),
+                None => Err(ForeignError::NotFound),
+            }
         }
     }
 }

@@ -351,3 +351,42 @@ fn without_envoys_header_hold_body_checks_fail_closed_instead_of_hanging() {
         "the log says how to fix it"
     );
 }
+
+/// Beyond Envoy: an answer the service marks cacheable is reused for an identical check request.
+#[test]
+fn a_cacheable_answer_is_reused_and_other_requests_still_ask() {
+    let hits = BED
+        .envoy
+        .stat("wasmcustom.inline_authz.ext_authz.cache_hit");
+    let mark = testbed::scenario::marker("cache");
+    let path = format!("/anything?{mark}");
+    let ask = |user: &'static str| {
+        let path = path.clone();
+        move |_: &str| {
+            Call::get(&path)
+                .header("x-answer-set-cache-control", "max-age=60")
+                .header("x-answer-set-x-user", user)
+                .header("x-answer-user", user)
+        }
+    };
+    let first = observe(&BED, "answer", &ask("carol"));
+    let second = observe(&BED, "answer", &ask("carol"));
+    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!(
+        BED.authz.with(&mark).len(),
+        1,
+        "the second answer came from the cache"
+    );
+    assert!(
+        BED.envoy
+            .stat("wasmcustom.inline_authz.ext_authz.cache_hit")
+            > hits
+    );
+    let third = observe(&BED, "answer", &ask("dave"));
+    assert_eq!(third.status, 200);
+    assert_eq!(
+        BED.authz.with(&mark).len(),
+        2,
+        "another header value is another question"
+    );
+}

@@ -64,6 +64,10 @@ static BED: LazyLock<Bed> = LazyLock::new(|| {
         ),
         Listener::native_jwt("ra-native", &native_jwt(&["bookstore"])),
         Listener::wasm(
+            "ra-rust",
+            &json!({"jwtRules": [rule(json!({"audiences": ["bookstore"]}))], "signatureBackend": "rust", "jwtCacheSize": 0}).to_string(),
+        ),
+        Listener::wasm(
             "require-jwt",
             &plugin(
                 rule(json!({})),
@@ -379,4 +383,38 @@ fn a_64_kib_token_gets_a_defined_answer() {
     );
     let big = same(&BED, "ra", "ra-native", &with_token("/ip", just_under));
     assert_eq!(big.status, 401, "{}", big.body);
+}
+
+/// Envoy 1.40 offers `verify_signature`: RS*/ES* go to BoringSSL by default. The pure-Rust backend
+/// (signatureBackend: rust, no token cache) must give the same verdict, status and body on every
+/// vector.
+#[test]
+fn host_and_pure_rust_backends_agree_on_every_vector() {
+    assert!(
+        BED.envoy
+            .wait_for_log("RS*/ES* signatures checked by Envoy (verify_signature, BoringSSL)"),
+        "the host backend is in use"
+    );
+    assert!(BED
+        .envoy
+        .wait_for_log("RS*/ES* signatures checked by pure Rust"));
+    let mut tokens: Vec<&'static str> = Vec::new();
+    for group in ["valid", "valid_rsa_sizes", "cases"] {
+        tokens.extend(
+            VECTORS[group]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_str().unwrap()),
+        );
+    }
+    for token in tokens {
+        for _ in 0..2 {
+            // Twice: the second request of the "ra" listener comes from its token cache.
+            same(&BED, "ra", "ra-rust", &move |m: &str| {
+                Call::get(&format!("/headers?{m}"))
+                    .header("authorization", &format!("Bearer {token}"))
+            });
+        }
+    }
 }

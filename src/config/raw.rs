@@ -31,6 +31,13 @@ pub struct RawConfig {
     /// Adds `x-inline-authz-denied-by: <reason>` to every local reply (opt-in).
     #[serde(default)]
     pub expose_denial_reason: bool,
+    /// Verified tokens kept per VM (default 1000; 0 turns the cache off).
+    pub jwt_cache_size: Option<u32>,
+    /// Cacheable authorization answers kept per VM (default 1000; 0 turns the cache off).
+    pub decision_cache_size: Option<u32>,
+    /// Where RS*/ES* signatures are checked: `auto` (Envoy's BoringSSL when the host offers
+    /// `verify_signature`, else pure Rust), `host` (refuse to start without it) or `rust`.
+    pub signature_backend: Option<String>,
 }
 
 /// `RequestAuthentication.spec.jwtRules[]`, plus `jwksCluster` for plain Envoy.

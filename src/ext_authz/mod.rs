@@ -1,6 +1,7 @@
 //! The HTTP external authorization callout: Istio's `envoyExtAuthzHttp` provider, with the
 //! request and response rules of Envoy's `ext_authz` HTTP service. Pure functions only.
 
+pub mod cache;
 pub mod check;
 pub mod response;
 

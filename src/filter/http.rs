@@ -17,9 +17,14 @@ use crate::policy::path::{normalize, PathNormalization};
 use crate::policy::{LocalDecision, RequestAttributes};
 
 use super::body_watch::{BodyDelivery, BodyWatch};
+use super::crypto::HostCrypto;
 use super::keys::KeyCache;
 use super::metrics::{Metric, Metrics};
+use crate::ext_authz::cache::DecisionCache;
+use crate::jwt::cache::TokenCache;
 use crate::jwt::status::JwtStatus;
+use crate::jwt::verify::{PureRust, SignatureBackend};
+use crate::jwt::Verifier;
 use crate::jwt::{www_authenticate, Outcome};
 
 /// What all requests of one plugin share (owned by the root context).
@@ -28,6 +33,24 @@ pub struct Shared {
     pub metrics: Metrics,
     pub body_watch: BodyWatch,
     pub keys: KeyCache,
+    pub tokens: TokenCache,
+    pub decisions: DecisionCache,
+    /// RS*/ES* signatures go to the host's `verify_signature` (probed once at start).
+    pub host_crypto: bool,
+}
+
+impl Shared {
+    /// Everything a plugin shares, sized by its configuration.
+    pub fn new(config: &Config, metrics: Metrics, host_crypto: bool) -> Shared {
+        Shared {
+            metrics,
+            body_watch: BodyWatch::default(),
+            keys: KeyCache::new(&config.jwt),
+            tokens: TokenCache::new(config.jwt_cache_size),
+            decisions: DecisionCache::new(config.decision_cache_size),
+            host_crypto,
+        }
+    }
 }
 
 /// Envoy's reply body when RBAC denies (`RBAC: access denied`).
@@ -86,6 +109,8 @@ pub struct AuthzRequest {
     early_body: Option<(usize, bool)>,
     /// The CUSTOM policy that applies is a dry run: call, count, never enforce.
     custom_dry_run: bool,
+    /// Decision-cache key of the check request in flight.
+    cache_key: Option<[u8; 32]>,
     attributes: RequestAttributes,
     /// Normalized path with the original query: what policies saw and the check request carries.
     request_path: String,
@@ -103,6 +128,7 @@ impl AuthzRequest {
             headers_only: false,
             early_body: None,
             custom_dry_run: false,
+            cache_key: None,
             attributes: RequestAttributes::default(),
             request_path: String::new(),
             call_started: None,
@@ -209,7 +235,20 @@ impl AuthzRequest {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        match jwt.authenticate(&self.shared.keys, &self.attributes.headers, seconds) {
+        let host_crypto = HostCrypto { host };
+        let backend: &dyn SignatureBackend = if self.shared.host_crypto {
+            &host_crypto
+        } else {
+            &PureRust
+        };
+        let cache = (self.shared.tokens.capacity() > 0).then_some(&self.shared.tokens);
+        let verifier = Verifier {
+            keys: &self.shared.keys,
+            backend,
+            cache,
+            now: seconds,
+        };
+        match jwt.authenticate(&verifier, &self.attributes.headers) {
             Outcome::NoToken => None,
             Outcome::Verified { auth, mutations } => {
                 self.shared.metrics.increment(host, Metric::JwtAllowed);
@@ -317,6 +356,11 @@ impl AuthzRequest {
             self.reply_internal_error(host);
             return;
         };
+        if let (Some(key), Some(answer)) = (self.cache_key.take(), response.as_ref()) {
+            if self.shared.decisions.offer(key, answer, seconds(host)) {
+                log::debug!("#{} ext_authz answer is cacheable: kept", self.context_id);
+            }
+        }
         let outcome = interpret(provider, response.as_ref());
         if let Verdict::Proceed = self.conclude(host, provider, outcome) {
             host.resume_request();
@@ -451,6 +495,18 @@ impl AuthzRequest {
             body,
             &source,
         );
+        let key = crate::ext_authz::cache::key(&provider.cluster, &request);
+        if let Some(answer) = self.shared.decisions.get(&key, seconds(host)) {
+            self.shared
+                .metrics
+                .increment(host, Metric::ExtAuthzCacheHit);
+            log::debug!(
+                "#{} ext_authz answer taken from the decision cache",
+                self.context_id
+            );
+            return self.conclude(host, provider, interpret(provider, Some(&answer)));
+        }
+        self.cache_key = Some(key);
         let headers: Vec<(&str, &str)> = request
             .headers
             .iter()
@@ -741,6 +797,14 @@ impl Drop for AuthzRequest {
 pub const BODY_NEVER_DELIVERED: &str =
     "request body never reached the filter: includeRequestBodyInCheck needs \
      allow_on_headers_stop_iteration: true in Envoy's wasm PluginConfig; failing closed with 500";
+
+/// The host clock in whole seconds.
+fn seconds(host: &dyn Host) -> u64 {
+    host.now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
 
 /// The first value of a header in a lowercase header list.
 fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

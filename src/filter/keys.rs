@@ -25,6 +25,8 @@ struct Remote {
     last_unknown_kid_refetch: Option<SystemTime>,
     /// The next fetch was asked for by an unknown `kid`.
     forced: bool,
+    /// Counts successful fetches: cached verifications of older keys are void.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -143,6 +145,7 @@ impl KeyCache {
             match result {
                 Ok(jwks) => {
                     r.jwks = Some(Rc::new(jwks));
+                    r.generation += 1;
                     r.fetched_at = Some(now);
                     r.failed = false;
                     r.next_attempt = None;
@@ -165,6 +168,13 @@ impl KeyStore for KeyCache {
             })) => Keys::Ready(Rc::clone(jwks)),
             Some(Slot::Remote(Remote { failed: true, .. })) | None => Keys::Failed,
             Some(Slot::Remote(_)) => Keys::Pending,
+        }
+    }
+
+    fn generation(&self, rule: usize) -> u64 {
+        match self.slots.borrow().get(rule) {
+            Some(Slot::Remote(r)) => r.generation,
+            _ => 0,
         }
     }
 

@@ -37,10 +37,11 @@ pub enum Metric {
     DeniedByExtAuthzError,
     DeniedByRequestTooLarge,
     DeniedByInternal,
+    ExtAuthzCacheHit,
 }
 
 impl Metric {
-    const COUNT: usize = 23;
+    const COUNT: usize = 24;
     const ALL: [Metric; Metric::COUNT] = [
         Metric::ExtAuthzOk,
         Metric::ExtAuthzDenied,
@@ -65,6 +66,7 @@ impl Metric {
         Metric::DeniedByExtAuthzError,
         Metric::DeniedByRequestTooLarge,
         Metric::DeniedByInternal,
+        Metric::ExtAuthzCacheHit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +94,7 @@ impl Metric {
             Metric::DeniedByExtAuthzError => "inline_authz.denied_by.ext_authz_error",
             Metric::DeniedByRequestTooLarge => "inline_authz.denied_by.request_too_large",
             Metric::DeniedByInternal => "inline_authz.denied_by.internal",
+            Metric::ExtAuthzCacheHit => "inline_authz.ext_authz.cache_hit",
         }
     }
 

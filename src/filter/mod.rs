@@ -2,6 +2,7 @@
 //! hands each callback to `AuthzRequest`. Only this module and `host.rs` name `proxy_wasm`.
 
 pub mod body_watch;
+pub mod crypto;
 pub mod http;
 pub mod keys;
 pub mod metrics;
@@ -22,11 +23,9 @@ mod wasm {
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
     use proxy_wasm::types::{Action as ProxyAction, BufferType, ContextType, LogLevel};
 
-    use super::body_watch::BodyWatch;
     use super::http::{Action, AuthzRequest, Shared, BODY_NEVER_DELIVERED};
-    use super::keys::KeyCache;
     use super::metrics::{Metric, Metrics};
-    use crate::config::Config;
+    use crate::config::{Config, SignatureBackendChoice};
     use crate::ext_authz::CallResponse;
     use crate::host::{Host, ProxyWasm};
     use crate::jwt::jwks::Jwks;
@@ -393,11 +392,27 @@ mod wasm {
                 config.policies.deny.len(),
                 config.policies.allow.len()
             );
-            let shared = Rc::new(Shared {
-                metrics: Metrics::define(&ProxyWasm, &config.deny_policy_names()),
-                body_watch: BodyWatch::default(),
-                keys: KeyCache::new(&config.jwt),
-            });
+            let host_crypto = match config.signature_backend {
+                SignatureBackendChoice::Rust => false,
+                choice => {
+                    let offered = super::crypto::host_offers_verify_signature(&ProxyWasm);
+                    if !offered && choice == SignatureBackendChoice::Host {
+                        log::error!("invalid configuration: signatureBackend: \"host\", but this Envoy offers no verify_signature");
+                        return false;
+                    }
+                    offered
+                }
+            };
+            log::info!(
+                "RS*/ES* signatures checked by {}",
+                if host_crypto {
+                    "Envoy (verify_signature, BoringSSL)"
+                } else {
+                    "pure Rust"
+                }
+            );
+            let metrics = Metrics::define(&ProxyWasm, &config.deny_policy_names());
+            let shared = Rc::new(Shared::new(&config, metrics, host_crypto));
             let needs_tick = shared.keys.has_remote()
                 || config.custom_provider().is_some_and(|p| p.body.is_some());
             if needs_tick {

@@ -49,6 +49,8 @@ pub struct Jwk {
     pub kid: Option<String>,
     pub alg: Option<String>,
     pub material: KeyMaterial,
+    /// DER SubjectPublicKeyInfo for the host's `verify_signature` (RSA and EC keys).
+    pub spki: Option<Vec<u8>>,
 }
 
 /// A key set; never empty once parsed.
@@ -84,6 +86,19 @@ fn sec1_point(key: &Value, size: usize) -> Result<Vec<u8>, String> {
     point.extend(coordinate(decoded(key, "x")?, size)?);
     point.extend(coordinate(decoded(key, "y")?, size)?);
     Ok(point)
+}
+
+fn spki_of(material: &KeyMaterial) -> Option<Vec<u8>> {
+    match material {
+        KeyMaterial::Rsa(key) => Some(super::host_crypto::rsa_spki(key)),
+        KeyMaterial::P256(key) => {
+            super::host_crypto::ec_spki(key.to_encoded_point(false).as_bytes())
+        }
+        KeyMaterial::P384(key) => {
+            super::host_crypto::ec_spki(key.to_encoded_point(false).as_bytes())
+        }
+        KeyMaterial::Ed25519(_) | KeyMaterial::Oct(_) => None,
+    }
 }
 
 fn material(key: &Value) -> Result<Option<KeyMaterial>, String> {
@@ -148,6 +163,7 @@ impl Jwks {
             jwks.keys.push(Jwk {
                 kid: field(key, "kid").map(str::to_string),
                 alg: field(key, "alg").map(str::to_string),
+                spki: spki_of(&material),
                 material,
             });
         }

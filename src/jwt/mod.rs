@@ -3,7 +3,9 @@
 //! extract, parse, pick the rule by issuer, check time, audience, then the signature. Every token
 //! in a request must verify; a request without one continues unauthenticated.
 
+pub mod cache;
 pub mod extract;
+pub mod host_crypto;
 pub mod jwks;
 pub mod rsa;
 pub mod status;
@@ -81,11 +83,24 @@ pub enum Keys {
 /// Gives the current keys of a rule (inline, or fetched and cached by the root context).
 pub trait KeyStore {
     fn keys(&self, rule: usize) -> Keys;
+    /// Changes whenever the rule's keys change (cached verifications of older keys are void).
+    fn generation(&self, _rule: usize) -> u64 {
+        0
+    }
     /// A token named a key the rule's keys do not have: true when the store starts a (rate
     /// limited) refetch the request should wait for. Inline keys never refetch.
     fn unknown_key(&self, _rule: usize) -> bool {
         false
     }
+}
+
+/// What verifying tokens needs: the keys, where signatures are checked, the verified-token cache
+/// and the host clock (seconds).
+pub struct Verifier<'a> {
+    pub keys: &'a dyn KeyStore,
+    pub backend: &'a dyn verify::SignatureBackend,
+    pub cache: Option<&'a cache::TokenCache>,
+    pub now: u64,
 }
 
 /// A key store with only the inline keys (remote keys are always pending).
@@ -170,12 +185,7 @@ impl JwtConfig {
     }
 
     /// Authenticates a request (headers after `sanitize`, lowercase names, `:path` included).
-    pub fn authenticate(
-        &self,
-        keys: &dyn KeyStore,
-        headers: &[(String, String)],
-        now: u64,
-    ) -> Outcome {
+    pub fn authenticate(&self, verifier: &Verifier, headers: &[(String, String)]) -> Outcome {
         let header = |name: &str| {
             headers
                 .iter()
@@ -203,7 +213,7 @@ impl JwtConfig {
                 .iter()
                 .find(|(l, _)| *l == found.location)
                 .map_or(&[][..], |(_, r)| r);
-            match self.verify_one(keys, &found.token, readers, now) {
+            match self.verify_one(verifier, &found.token, readers) {
                 Ok((jwt, rule)) => verified.push((jwt, rule, &found.location)),
                 Err(Stop::Failed(status)) => return Outcome::Failed(status),
                 Err(Stop::Pending(rule)) => return Outcome::Pending { rule },
@@ -260,32 +270,27 @@ impl JwtConfig {
 
     fn verify_one(
         &self,
-        keys: &dyn KeyStore,
+        v: &Verifier,
         token: &str,
         readers: &[usize],
-        now: u64,
-    ) -> Result<(Jwt, usize), Stop> {
-        let jwt = Jwt::parse(token).map_err(Stop::Failed)?;
+    ) -> Result<(Rc<Jwt>, usize), Stop> {
+        if let Some(hit) = v.cache.and_then(|c| c.get(token, v.now)) {
+            if readers.contains(&hit.rule) && hit.generation == v.keys.generation(hit.rule) {
+                self.check_claims(&hit.jwt, hit.rule, v.now)?;
+                return Ok((Rc::clone(&hit.jwt), hit.rule));
+            }
+        }
+        let jwt = Rc::new(Jwt::parse(token).map_err(Stop::Failed)?);
         let rule_index = readers
             .iter()
             .copied()
             .find(|i| self.rules[*i].issuer == jwt.issuer)
             .ok_or(Stop::Failed(JwtStatus::JwtUnknownIssuer))?;
-        let rule = &self.rules[rule_index];
-        jwt.check_time(now, self.clock_skew.as_secs())
-            .map_err(Stop::Failed)?;
-        if !rule.audiences.is_empty()
-            && !jwt
-                .audiences
-                .iter()
-                .any(|a| rule.audiences.contains(&sanitize_audience(a)))
-        {
-            return Err(Stop::Failed(JwtStatus::JwtAudienceNotAllowed));
-        }
-        match keys.keys(rule_index) {
-            Keys::Ready(jwks) => match verify::verify(&jwt, &jwks) {
+        self.check_claims(&jwt, rule_index, v.now)?;
+        match v.keys.keys(rule_index) {
+            Keys::Ready(jwks) => match verify::verify(&jwt, &jwks, v.backend) {
                 Ok(()) => {}
-                Err(JwtStatus::JwksKidAlgMismatch) if keys.unknown_key(rule_index) => {
+                Err(JwtStatus::JwksKidAlgMismatch) if v.keys.unknown_key(rule_index) => {
                     return Err(Stop::Pending(rule_index))
                 }
                 Err(status) => return Err(Stop::Failed(status)),
@@ -293,7 +298,38 @@ impl JwtConfig {
             Keys::Pending => return Err(Stop::Pending(rule_index)),
             Keys::Failed => return Err(Stop::Failed(JwtStatus::JwksFetchFail)),
         }
+        if let Some(cache) = v.cache {
+            let expires = jwt.expires.map_or(u64::MAX, |exp| {
+                exp.saturating_add(self.clock_skew.as_secs())
+            });
+            let generation = v.keys.generation(rule_index);
+            cache.insert(
+                token,
+                cache::Cached {
+                    jwt: Rc::clone(&jwt),
+                    rule: rule_index,
+                    generation,
+                    expires,
+                },
+            );
+        }
         Ok((jwt, rule_index))
+    }
+
+    /// Time, then audience (jwt_verify_lib's order after the issuer).
+    fn check_claims(&self, jwt: &Jwt, rule: usize, now: u64) -> Result<(), Stop> {
+        jwt.check_time(now, self.clock_skew.as_secs())
+            .map_err(Stop::Failed)?;
+        let audiences = &self.rules[rule].audiences;
+        if !audiences.is_empty()
+            && !jwt
+                .audiences
+                .iter()
+                .any(|a| audiences.contains(&sanitize_audience(a)))
+        {
+            return Err(Stop::Failed(JwtStatus::JwtAudienceNotAllowed));
+        }
+        Ok(())
     }
 }
 

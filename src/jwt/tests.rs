@@ -54,7 +54,16 @@ fn bearer(token: &str) -> Vec<(String, String)> {
 }
 
 fn outcome(config: &JwtConfig, headers: &[(String, String)]) -> Outcome {
-    config.authenticate(&InlineKeys(config), headers, NOW)
+    let keys = InlineKeys(config);
+    config.authenticate(
+        &Verifier {
+            keys: &keys,
+            backend: &verify::PureRust,
+            cache: None,
+            now: NOW,
+        },
+        headers,
+    )
 }
 
 fn status_of(name: &str) -> Option<JwtStatus> {
@@ -358,4 +367,89 @@ fn rfc_example_signatures_verify_and_tampered_ones_do_not() {
             "{alg:?} other input"
         );
     }
+}
+
+/// Counts signature checks and answers like pure Rust.
+struct Counting(std::cell::Cell<u32>);
+
+impl verify::SignatureBackend for Counting {
+    fn verify(
+        &self,
+        alg: token::Alg,
+        key: &jwks::Jwk,
+        input: &[u8],
+        signature: &[u8],
+    ) -> Option<bool> {
+        self.0.set(self.0.get() + 1);
+        Some(verify::verify_signature(
+            alg,
+            &key.material,
+            input,
+            signature,
+        ))
+    }
+}
+
+#[test]
+fn a_cached_token_is_not_verified_again_until_it_expires_or_keys_change() {
+    let config = config();
+    let keys = InlineKeys(&config);
+    let backend = Counting(std::cell::Cell::new(0));
+    let cache = cache::TokenCache::new(10);
+    let v = vectors();
+    let token = v["valid"]["PS256"].as_str().unwrap();
+    let verifier = Verifier {
+        keys: &keys,
+        backend: &backend,
+        cache: Some(&cache),
+        now: NOW,
+    };
+    for _ in 0..3 {
+        assert!(matches!(
+            config.authenticate(&verifier, &bearer(token)),
+            Outcome::Verified { .. }
+        ));
+    }
+    assert_eq!(
+        backend.0.get(),
+        1,
+        "verified once, then served from the cache"
+    );
+    // A tampered token is another cache key, and fails; failures are not cached.
+    let bad = v["cases"]["bad_signature"].as_str().unwrap();
+    assert_eq!(
+        config.authenticate(&verifier, &bearer(bad)),
+        Outcome::Failed(JwtStatus::JwtVerificationFail)
+    );
+    assert_eq!(cache.len(), 1);
+    // Time is still checked on a hit: far in the future the cached token is expired.
+    let later = Verifier {
+        now: 5_000_000_000,
+        ..verifier
+    };
+    assert_eq!(
+        config.authenticate(&later, &bearer(token)),
+        Outcome::Failed(JwtStatus::JwtExpired)
+    );
+}
+
+#[test]
+fn the_token_cache_is_bounded() {
+    let cache = cache::TokenCache::new(2);
+    let jwt = std::rc::Rc::new(Jwt::parse(vectors()["valid"]["HS256"].as_str().unwrap()).unwrap());
+    for name in ["a", "b", "c"] {
+        cache.insert(
+            name,
+            cache::Cached {
+                jwt: std::rc::Rc::clone(&jwt),
+                rule: 0,
+                generation: 0,
+                expires: u64::MAX,
+            },
+        );
+    }
+    assert_eq!(cache.len(), 2);
+    assert!(cache.get("a", 0).is_none(), "the oldest went first");
+    assert!(cache.get("c", 0).is_some());
+    assert!(cache::TokenCache::new(0).get("c", 0).is_none());
 }

@@ -15,11 +15,11 @@ const TUTORIAL: &str = r#"{
 }"#;
 
 fn shared_for(config: &Config, host: &FakeHost) -> Rc<Shared> {
-    Rc::new(Shared {
-        metrics: Metrics::define(host, &config.deny_policy_names()),
-        body_watch: BodyWatch::default(),
-        keys: KeyCache::new(&config.jwt),
-    })
+    Rc::new(Shared::new(
+        config,
+        Metrics::define(host, &config.deny_policy_names()),
+        host.foreign.is_some(),
+    ))
 }
 
 fn request_with(config: &str, host: &FakeHost) -> AuthzRequest {
@@ -626,4 +626,98 @@ fn denial_reason_header_is_opt_in_and_names_the_policy_or_reason() {
         host.last_reply().unwrap().headers.is_empty(),
         "off unless asked"
     );
+}
+
+#[test]
+fn a_cacheable_answer_is_reused_for_an_identical_check_request() {
+    let config = provider_with("");
+    let parsed = Rc::new(Config::parse(config.as_bytes()).unwrap());
+    let host = FakeHost::new()
+        .with_request("GET", "/same", "h")
+        .with_request_header("authorization", "Bearer a");
+    let shared = shared_for(&parsed, &host);
+    let mut first = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), 1);
+    assert_eq!(first.on_request_headers(&host, true), Action::Pause);
+    host.answering(200, &[("cache-control", "max-age=60")], "");
+    answer(&mut first, &host, 101);
+    let mut second = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), 2);
+    assert_eq!(
+        second.on_request_headers(&host, true),
+        Action::Continue,
+        "answered from the cache"
+    );
+    assert_eq!(host.dispatched.borrow().len(), 1);
+    assert_eq!(host.metric("inline_authz.ext_authz.cache_hit"), 1);
+    // Another Authorization header is another question.
+    let other = FakeHost::new()
+        .with_request("GET", "/same", "h")
+        .with_request_header("authorization", "Bearer b");
+    let mut third = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), 3);
+    assert_eq!(third.on_request_headers(&other, true), Action::Pause);
+    assert_eq!(other.dispatched.borrow().len(), 1);
+}
+
+#[test]
+fn an_answer_without_cache_control_is_never_reused() {
+    let parsed = Rc::new(Config::parse(provider_with("").as_bytes()).unwrap());
+    let host = FakeHost::new().with_request("GET", "/x", "h");
+    let shared = shared_for(&parsed, &host);
+    let mut first = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), 1);
+    first.on_request_headers(&host, true);
+    host.answering(200, &[], "");
+    answer(&mut first, &host, 101);
+    let mut second = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), 2);
+    assert_eq!(second.on_request_headers(&host, true), Action::Pause);
+    assert_eq!(host.dispatched.borrow().len(), 2);
+}
+
+#[test]
+fn rs_and_es_signatures_go_to_the_host_when_it_offers_verify_signature() {
+    fn host_says_yes(name: &str, _: &[u8]) -> Result<Vec<u8>, crate::host::ForeignError> {
+        assert_eq!(name, "verify_signature");
+        Ok(vec![0x08, 0x01])
+    }
+    let v = vectors();
+    for (alg, host_used) in [
+        ("RS256", true),
+        ("ES384", true),
+        ("PS256", false),
+        ("EdDSA", false),
+        ("HS256", false),
+    ] {
+        let token = v["valid"][alg].as_str().unwrap().to_string();
+        let mut host = FakeHost::new()
+            .with_request("GET", "/", "h")
+            .with_request_header("authorization", &format!("Bearer {token}"));
+        host.foreign = Some(host_says_yes);
+        let mut request = request_with(&jwt_config("[]", &inline_jwks()), &host);
+        assert_eq!(
+            request.on_request_headers(&host, true),
+            Action::Continue,
+            "{alg}"
+        );
+        assert_eq!(host.foreign_calls.get() > 0, host_used, "{alg}");
+    }
+    // A host that says no is believed: the token is refused.
+    fn host_says_no(_: &str, _: &[u8]) -> Result<Vec<u8>, crate::host::ForeignError> {
+        Ok(vec![0x08, 0x00])
+    }
+    let token = v["valid"]["RS256"].as_str().unwrap().to_string();
+    let mut host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_request_header("authorization", &format!("Bearer {token}"));
+    host.foreign = Some(host_says_no);
+    request_with(&jwt_config("[]", &inline_jwks()), &host).on_request_headers(&host, true);
+    assert_eq!(host.last_reply().unwrap().status, 401);
+}
+
+#[test]
+fn the_probe_tells_a_host_with_verify_signature_from_one_without() {
+    let mut host = FakeHost::new();
+    assert!(!crate::filter::crypto::host_offers_verify_signature(&host));
+    fn answers(_: &str, _: &[u8]) -> Result<Vec<u8>, crate::host::ForeignError> {
+        Ok(vec![0x08, 0x00])
+    }
+    host.foreign = Some(answers);
+    assert!(crate::filter::crypto::host_offers_verify_signature(&host));
 }
