@@ -2,6 +2,7 @@
 //! impossible combinations are errors naming the field) and compiled once in `on_configure`.
 
 mod duration;
+mod json_path;
 mod raw;
 
 use std::fmt;
@@ -105,14 +106,13 @@ impl Config {
         } else {
             bytes
         };
-        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-            let message = e.inner().to_string();
+        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| {
+            let message = e.to_string();
             let message = match message.find(" at line ") {
                 Some(i) => message[..i].to_string(),
                 None => message,
             };
-            ConfigError::new(e.path().to_string(), message)
+            ConfigError::new(json_path::path_at(bytes, e.line(), e.column()), message)
         })?;
         compile(raw)
     }

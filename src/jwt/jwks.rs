@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use super::ecdsa::{EcKey, Named};
 use super::token::{base64url_decode, Alg};
 
 /// An HMAC secret; its `Debug` never shows the bytes.
@@ -21,8 +22,7 @@ impl fmt::Debug for Secret {
 #[derive(Clone, Debug)]
 pub enum KeyMaterial {
     Rsa(super::rsa::RsaKey),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
+    Ec(super::ecdsa::EcKey),
     Ed25519(ed25519_compact::PublicKey),
     Oct(Secret),
 }
@@ -30,14 +30,18 @@ pub enum KeyMaterial {
 impl KeyMaterial {
     /// Whether a key of this type may verify `alg` (an RSA key is never an HMAC secret).
     pub fn fits(&self, alg: Alg) -> bool {
+        if let KeyMaterial::Ec(key) = self {
+            return matches!(
+                (key.curve, alg),
+                (Named::P256, Alg::Es256) | (Named::P384, Alg::Es384)
+            );
+        }
         matches!(
             (self, alg),
             (
                 KeyMaterial::Rsa(_),
                 Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512
-            ) | (KeyMaterial::P256(_), Alg::Es256)
-                | (KeyMaterial::P384(_), Alg::Es384)
-                | (KeyMaterial::Ed25519(_), Alg::EdDsa)
+            ) | (KeyMaterial::Ed25519(_), Alg::EdDsa)
                 | (KeyMaterial::Oct(_), Alg::Hs256 | Alg::Hs384 | Alg::Hs512)
         )
     }
@@ -81,22 +85,17 @@ fn coordinate(bytes: Vec<u8>, size: usize) -> Result<Vec<u8>, String> {
     Ok(padded)
 }
 
-fn sec1_point(key: &Value, size: usize) -> Result<Vec<u8>, String> {
-    let mut point = vec![0x04];
-    point.extend(coordinate(decoded(key, "x")?, size)?);
-    point.extend(coordinate(decoded(key, "y")?, size)?);
-    Ok(point)
+fn ec_key(key: &Value, curve: Named) -> Result<KeyMaterial, String> {
+    let size = curve.coordinate_len();
+    let x = coordinate(decoded(key, "x")?, size)?;
+    let y = coordinate(decoded(key, "y")?, size)?;
+    Ok(KeyMaterial::Ec(EcKey::new(curve, &x, &y)?))
 }
 
 fn spki_of(material: &KeyMaterial) -> Option<Vec<u8>> {
     match material {
         KeyMaterial::Rsa(key) => Some(super::host_crypto::rsa_spki(key)),
-        KeyMaterial::P256(key) => {
-            super::host_crypto::ec_spki(key.to_encoded_point(false).as_bytes())
-        }
-        KeyMaterial::P384(key) => {
-            super::host_crypto::ec_spki(key.to_encoded_point(false).as_bytes())
-        }
+        KeyMaterial::Ec(key) => super::host_crypto::ec_spki(&key.point),
         KeyMaterial::Ed25519(_) | KeyMaterial::Oct(_) => None,
     }
 }
@@ -109,14 +108,8 @@ fn material(key: &Value) -> Result<Option<KeyMaterial>, String> {
             &decoded(key, "e")?,
         )?),
         "EC" => match field(key, "crv").ok_or("missing \"crv\"")? {
-            "P-256" => KeyMaterial::P256(
-                p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(key, 32)?)
-                    .map_err(|_| "invalid P-256 point".to_string())?,
-            ),
-            "P-384" => KeyMaterial::P384(
-                p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(key, 48)?)
-                    .map_err(|_| "invalid P-384 point".to_string())?,
-            ),
+            "P-256" => ec_key(key, Named::P256)?,
+            "P-384" => ec_key(key, Named::P384)?,
             _ => return Ok(None),
         },
         "OKP" => match field(key, "crv").ok_or("missing \"crv\"")? {

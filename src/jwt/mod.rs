@@ -4,6 +4,7 @@
 //! in a request must verify; a request without one continues unauthenticated.
 
 pub mod cache;
+pub mod ecdsa;
 pub mod extract;
 pub mod host_crypto;
 pub mod jwks;

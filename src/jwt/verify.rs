@@ -1,10 +1,11 @@
-//! Signature verification, pure Rust (RSA on crypto-bigint, jwt-compact's P-256, Ed25519 and
-//! HMAC; p384 for ES384), and the key choice of jwt_verify_lib: by `kid` when both sides have one, by `alg` when
+//! Signature verification, pure Rust (RSA and ECDSA P-256/P-384 on crypto-bigint, jwt-compact's
+//! Ed25519 and HMAC), and the key choice of jwt_verify_lib: by `kid` when both sides have one, by `alg` when
 //! the key names one, by key type always.
 
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
+use jwt_compact::alg::{Ed25519, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 
+use super::ecdsa::Named;
 use super::jwks::{Jwk, Jwks, KeyMaterial};
 use super::rsa::Hash;
 use super::status::JwtStatus;
@@ -23,11 +24,11 @@ pub fn verify_signature(alg: Alg, key: &KeyMaterial, input: &[u8], signature: &[
         (Alg::Ps256, KeyMaterial::Rsa(key)) => key.verify_pss(Hash::Sha256, input, signature),
         (Alg::Ps384, KeyMaterial::Rsa(key)) => key.verify_pss(Hash::Sha384, input, signature),
         (Alg::Ps512, KeyMaterial::Rsa(key)) => key.verify_pss(Hash::Sha512, input, signature),
-        (Alg::Es256, KeyMaterial::P256(key)) => check(&Es256, key, signature, input),
-        (Alg::Es384, KeyMaterial::P384(key)) => {
-            use p384::ecdsa::signature::Verifier;
-            p384::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|s| key.verify(input, &s).is_ok())
+        (Alg::Es256, KeyMaterial::Ec(key)) if key.curve == Named::P256 => {
+            key.verify(input, signature)
+        }
+        (Alg::Es384, KeyMaterial::Ec(key)) if key.curve == Named::P384 => {
+            key.verify(input, signature)
         }
         (Alg::EdDsa, KeyMaterial::Ed25519(key)) => check(&Ed25519, key, signature, input),
         (Alg::Hs256, KeyMaterial::Oct(secret)) => {
