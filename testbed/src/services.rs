@@ -101,7 +101,8 @@ pub fn sample_decision(request: &Request) -> Response {
 
 /// Faults selected by the check path, so one service can play every failure:
 /// `/_status/<code>/…`, `/_sleep/<ms>/…`, `/_close/…`, `/_garbage/…`, `/_set/…` (allow, with the
-/// headers named in the `x-answer-*` request headers copied into the answer).
+/// headers named in the `x-answer-*` request headers copied into the answer), `/_cacheable/…` (the
+/// sample decision, marked `cache-control: max-age=60`).
 fn fault(request: &Request) -> Option<Reply> {
     let mut segments = request.target.trim_start_matches('/').split('/');
     match segments.next()? {
@@ -121,6 +122,9 @@ fn fault(request: &Request) -> Option<Reply> {
                 sample_decision(request),
             ))
         }
+        "_cacheable" => Some(Reply::Respond(
+            sample_decision(request).header("cache-control", "max-age=60"),
+        )),
         "_close" => Some(Reply::Close),
         "_garbage" => Some(Reply::Raw(b"HTTP/1.1 banana\r\n\r\n".to_vec())),
         "_answer" => {
@@ -307,5 +311,25 @@ mod tests {
         assert!(matches!(fault(&r), Some(Reply::Close)));
         r.target = "/headers".into();
         assert!(fault(&r).is_none());
+    }
+
+    #[test]
+    fn cacheable_path_answers_like_the_sample_service_with_max_age() {
+        let mut allow = request(&[("x-ext-authz", "allow")]);
+        allow.target = "/_cacheable/headers".into();
+        let Some(Reply::Respond(allowed)) = fault(&allow) else {
+            panic!("not a response")
+        };
+        assert_eq!(allowed.status, 200);
+        assert_eq!(allowed.get(RESULT_HEADER), Some("allowed"));
+        assert_eq!(allowed.get("cache-control"), Some("max-age=60"));
+        let mut deny = request(&[("x-ext-authz", "deny")]);
+        deny.target = "/_cacheable/headers".into();
+        let Some(Reply::Respond(denied)) = fault(&deny) else {
+            panic!("not a response")
+        };
+        assert_eq!(denied.status, 403);
+        assert_eq!(denied.text(), DENY_BODY);
+        assert_eq!(denied.get("cache-control"), Some("max-age=60"));
     }
 }
