@@ -302,7 +302,7 @@ fn compile_jwt(raw: &RawConfig) -> Result<JwtConfig, ConfigError> {
         rules: Vec::with_capacity(raw.jwt_rules.len()),
         clock_skew,
         refresh,
-        locations: Vec::new(),
+        ..JwtConfig::default()
     };
     for (i, r) in raw.jwt_rules.iter().enumerate() {
         let at = format!("jwtRules[{i}]");

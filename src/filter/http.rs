@@ -176,8 +176,8 @@ impl AuthzRequest {
 
     /// Removes the headers the filter writes from verified tokens, on every request.
     fn sanitize(&mut self, host: &dyn Host) {
-        let mutations = self.config.jwt.sanitize();
-        self.apply_to_request(host, &mutations);
+        let config = Rc::clone(&self.config);
+        self.apply_to_request(host, config.jwt.sanitize());
     }
 
     /// Authentication, then CUSTOM, then DENY / ALLOW.

@@ -233,7 +233,7 @@ mod tests {
             rules: vec![rule],
             clock_skew: Duration::ZERO,
             refresh: Duration::from_secs(600),
-            locations: vec![],
+            ..JwtConfig::default()
         })
     }
 

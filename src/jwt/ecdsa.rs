@@ -178,8 +178,30 @@ fn bit<const L: usize>(value: &Uint<L>, index: usize) -> bool {
     (words[index / bits] >> (index % bits)) & 1 == 1
 }
 
+/// The Montgomery parameters of a curve's field and group order, computed once per VM: they cost
+/// far more than a verification.
+struct Params<const L: usize> {
+    field: DynResidueParams<L>,
+    order: DynResidueParams<L>,
+}
+
+impl<const L: usize> Params<L> {
+    fn of(curve: &Curve<L>) -> Params<L> {
+        Params {
+            field: DynResidueParams::new(&curve.p),
+            order: DynResidueParams::new(&curve.n),
+        }
+    }
+}
+
+thread_local! {
+    static P256_PARAMS: Params<{ U256::LIMBS }> = Params::of(&P256);
+    static P384_PARAMS: Params<{ U384::LIMBS }> = Params::of(&P384);
+}
+
 fn verify_on<const L: usize>(
     curve: &Curve<L>,
+    params: &Params<L>,
     point: &[u8],
     digest: &[u8],
     signature: &[u8],
@@ -194,7 +216,7 @@ fn verify_on<const L: usize>(
         return false;
     }
     let scalars = Field {
-        params: DynResidueParams::new(&curve.n),
+        params: params.order,
     };
     let (w, invertible) = scalars.of(&s).invert();
     if !bool::from(invertible) {
@@ -206,7 +228,7 @@ fn verify_on<const L: usize>(
     let u2 = (scalars.of(&r) * w).retrieve();
 
     let field = Field {
-        params: DynResidueParams::new(&curve.p),
+        params: params.field,
     };
     let g = Point {
         x: field.of(&curve.gx),
@@ -286,8 +308,10 @@ impl EcKey {
     /// A JOSE ECDSA signature (`r || s`) over `message`: SHA-256 on P-256, SHA-384 on P-384.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match self.curve {
-            Named::P256 => verify_on(&P256, &self.point, &Sha256::digest(message), signature),
-            Named::P384 => verify_on(&P384, &self.point, &Sha384::digest(message), signature),
+            Named::P256 => P256_PARAMS
+                .with(|p| verify_on(&P256, p, &self.point, &Sha256::digest(message), signature)),
+            Named::P384 => P384_PARAMS
+                .with(|p| verify_on(&P384, p, &self.point, &Sha384::digest(message), signature)),
         }
     }
 }

@@ -70,6 +70,10 @@ pub struct JwtConfig {
     pub refresh: Duration,
     /// Every location of every rule, each with the rules that read it.
     pub locations: Vec<(Location, Vec<usize>)>,
+    /// The same locations without the rules, in extraction order (built with the table).
+    pub location_list: Vec<Location>,
+    /// Removals of every header written from verified tokens (built with the table).
+    pub strip: Vec<HeaderMutation>,
 }
 
 /// The keys of one rule as the key store has them now.
@@ -164,12 +168,18 @@ impl JwtConfig {
                 }
             }
         }
+        self.location_list = table.iter().map(|(l, _)| l.clone()).collect();
         self.locations = table;
+        self.strip = self.identity_headers();
     }
 
     /// Headers the filter writes from verified tokens: removed from every incoming request first,
     /// with or without a token, so a client cannot forge them.
-    pub fn sanitize(&self) -> Vec<HeaderMutation> {
+    pub fn sanitize(&self) -> &[HeaderMutation] {
+        &self.strip
+    }
+
+    fn identity_headers(&self) -> Vec<HeaderMutation> {
         let mut names: Vec<&str> = Vec::new();
         for rule in &self.rules {
             names.extend(rule.payload_header.as_deref());
@@ -200,8 +210,7 @@ impl JwtConfig {
         {
             return Outcome::NoToken;
         }
-        let all_locations: Vec<Location> = self.locations.iter().map(|(l, _)| l.clone()).collect();
-        let mut tokens = extract(&all_locations, headers);
+        let mut tokens = extract(&self.location_list, headers);
         tokens.dedup_by(|a, b| a.token == b.token && a.location == b.location);
         if tokens.is_empty() {
             return Outcome::NoToken;
@@ -264,7 +273,7 @@ impl JwtConfig {
                 .get("azp")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            claims: Value::Object(jwt.claims.clone()),
+            claims: Rc::clone(&jwt.claims),
         };
         Outcome::Verified { auth, mutations }
     }
@@ -336,7 +345,7 @@ impl JwtConfig {
 
 /// A claim as header text: strings as they are, integers as integers, other numbers as Envoy
 /// prints them (`1.500000`), booleans as `true`/`false`, lists of scalars joined by `,`.
-fn claim_header_value(claims: &serde_json::Map<String, Value>, path: &[String]) -> Option<String> {
+fn claim_header_value(claims: &Value, path: &[String]) -> Option<String> {
     let (first, rest) = path.split_first()?;
     let mut value = claims.get(first)?;
     for key in rest {

@@ -7,11 +7,39 @@ use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
 use crypto_bigint::{Integer, Limb, Uint, U1024, U2048, U3072, U4096};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-/// An RSA public key: the modulus without leading zeros and the public exponent.
+/// An RSA public key: the modulus without leading zeros, the public exponent, and the Montgomery
+/// parameters of the modulus (computed once, when the key is read: they cost far more than a
+/// verification).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RsaKey {
     pub n: Vec<u8>,
     pub e: u32,
+    params: Params,
+}
+
+/// Montgomery parameters sized to the modulus.
+#[derive(Clone, PartialEq, Eq)]
+enum Params {
+    P1024(Box<DynResidueParams<{ U1024::LIMBS }>>),
+    P2048(Box<DynResidueParams<{ U2048::LIMBS }>>),
+    P3072(Box<DynResidueParams<{ U3072::LIMBS }>>),
+    P4096(Box<DynResidueParams<{ U4096::LIMBS }>>),
+}
+
+fn params_for<const LIMBS: usize>(n: &[u8]) -> Option<Box<DynResidueParams<LIMBS>>> {
+    let modulus = padded::<LIMBS>(n)?;
+    bool::from(modulus.is_odd()).then(|| Box::new(DynResidueParams::new(&modulus)))
+}
+
+impl Params {
+    fn of(n: &[u8]) -> Option<Params> {
+        Some(match n.len() {
+            0..=128 => Params::P1024(params_for(n)?),
+            129..=256 => Params::P2048(params_for(n)?),
+            257..=384 => Params::P3072(params_for(n)?),
+            _ => Params::P4096(params_for(n)?),
+        })
+    }
 }
 
 impl std::fmt::Debug for RsaKey {
@@ -87,11 +115,13 @@ impl RsaKey {
         let e = e.iter().skip_while(|b| **b == 0).try_fold(0u64, |acc, b| {
             (acc < 1 << 32).then(|| acc << 8 | u64::from(*b))
         });
-        match e {
-            Some(3) => Ok(RsaKey { n, e: 3 }),
-            Some(65537) => Ok(RsaKey { n, e: 65537 }),
-            _ => Err("RSA exponent must be 3 or 65537".into()),
-        }
+        let e = match e {
+            Some(3) => 3,
+            Some(65537) => 65537,
+            _ => return Err("RSA exponent must be 3 or 65537".into()),
+        };
+        let params = Params::of(&n).ok_or("RSA modulus is not usable")?;
+        Ok(RsaKey { n, e, params })
     }
 
     pub fn bits(&self) -> usize {
@@ -105,11 +135,11 @@ impl RsaKey {
         if signature.len() != self.n.len() {
             return None;
         }
-        match self.n.len() {
-            0..=128 => modexp::<{ U1024::LIMBS }>(&self.n, signature, self.e),
-            129..=256 => modexp::<{ U2048::LIMBS }>(&self.n, signature, self.e),
-            257..=384 => modexp::<{ U3072::LIMBS }>(&self.n, signature, self.e),
-            _ => modexp::<{ U4096::LIMBS }>(&self.n, signature, self.e),
+        match &self.params {
+            Params::P1024(p) => modexp(p, self.n.len(), signature, self.e),
+            Params::P2048(p) => modexp(p, self.n.len(), signature, self.e),
+            Params::P3072(p) => modexp(p, self.n.len(), signature, self.e),
+            Params::P4096(p) => modexp(p, self.n.len(), signature, self.e),
         }
     }
 
@@ -197,21 +227,24 @@ fn padded<const LIMBS: usize>(bytes: &[u8]) -> Option<Uint<LIMBS>> {
     Some(Uint::from_be_slice(&buffer))
 }
 
-fn modexp<const LIMBS: usize>(n: &[u8], signature: &[u8], e: u32) -> Option<Vec<u8>> {
-    let modulus = padded::<LIMBS>(n)?;
+fn modexp<const LIMBS: usize>(
+    params: &DynResidueParams<LIMBS>,
+    len: usize,
+    signature: &[u8],
+    e: u32,
+) -> Option<Vec<u8>> {
     let s = padded::<LIMBS>(signature)?;
-    if !bool::from(modulus.is_odd()) || s >= modulus {
+    if &s >= params.modulus() {
         return None;
     }
-    let params = DynResidueParams::new(&modulus);
     let exponent = Uint::<LIMBS>::from_u32(e);
     let bits = 32 - e.leading_zeros() as usize;
-    let m = DynResidue::new(&s, params)
+    let m = DynResidue::new(&s, *params)
         .pow_bounded_exp(&exponent, bits)
         .retrieve();
     let mut bytes = Vec::with_capacity(LIMBS * Limb::BYTES);
     for word in m.as_words().iter().rev() {
         bytes.extend_from_slice(&word.to_be_bytes());
     }
-    Some(bytes.split_off(bytes.len() - n.len()))
+    Some(bytes.split_off(bytes.len() - len))
 }

@@ -34,7 +34,7 @@ fn config_with(rules: Vec<JwtRule>) -> JwtConfig {
         rules,
         clock_skew: DEFAULT_CLOCK_SKEW,
         refresh: DEFAULT_REFRESH,
-        locations: vec![],
+        ..JwtConfig::default()
     };
     config.index_locations();
     config
@@ -200,7 +200,8 @@ fn verified_token_is_removed_and_claims_become_headers() {
             },
         ]
     );
-    let sanitize = config().sanitize();
+    let config = config();
+    let sanitize = config.sanitize();
     assert!(sanitize.contains(&HeaderMutation::Remove {
         name: "x-jwt-payload".into()
     }));

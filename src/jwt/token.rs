@@ -67,7 +67,8 @@ impl Alg {
 pub struct Jwt {
     pub alg: Alg,
     pub kid: Option<String>,
-    pub claims: Map<String, Value>,
+    /// The payload (a JSON object), shared with the policies' view of the request.
+    pub claims: std::rc::Rc<Value>,
     /// The base64url payload segment as sent (for `outputPayloadToHeader`).
     pub payload_segment: String,
     pub issuer: String,
@@ -195,7 +196,7 @@ impl Jwt {
         Ok(Jwt {
             alg,
             kid,
-            claims,
+            claims: std::rc::Rc::new(Value::Object(claims)),
             payload_segment: payload.to_string(),
             issuer,
             subject,

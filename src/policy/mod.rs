@@ -16,7 +16,7 @@ pub struct AuthInfo {
     pub principal: String,
     pub audiences: Vec<String>,
     pub presenter: Option<String>,
-    pub claims: serde_json::Value,
+    pub claims: std::rc::Rc<serde_json::Value>,
 }
 
 /// What policies look at, gathered once per request (Envoy RBAC's view of a request).
@@ -485,7 +485,9 @@ mod tests {
             principal: "iss/sub".into(),
             audiences: vec!["a".into(), "b".into()],
             presenter: None,
-            claims: serde_json::json!({"groups": ["dev", "ops"], "org": {"team": "blue"}, "level": 3}),
+            claims: std::rc::Rc::new(
+                serde_json::json!({"groups": ["dev", "ops"], "org": {"team": "blue"}, "level": 3}),
+            ),
         });
         assert!(text(Attribute::AuthClaim(vec!["groups".into()]), &["ops"], false).matches(&r));
         assert!(text(
