@@ -373,6 +373,9 @@ mod wasm {
         }
 
         fn on_configure(&mut self, _size: usize) -> bool {
+            // Log at Envoy's level for the wasm component: a debug line Envoy would drop is then
+            // not even formatted (the hot path has some). Set again at every configuration.
+            proxy_wasm::set_log_level(hostcalls::get_log_level().unwrap_or(LogLevel::Info));
             let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
                 .ok()
                 .flatten()
