@@ -4,12 +4,10 @@
 //! method, path and query, every forwarded and added header, and the body: everything the service
 //! sees, hashed with SHA-256. 5xx answers and failures are never cached. Bounded per VM.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
-
 use sha2::{Digest, Sha256};
 
 use super::{CallResponse, CheckRequest};
+use crate::expiring::ExpiringMap;
 
 pub const DEFAULT_SIZE: usize = 1000;
 /// An answer is never reused for longer than a day, whatever the service says.
@@ -67,51 +65,24 @@ pub fn max_age(response: &CallResponse) -> Option<u64> {
         .map(|age| age.min(MAX_AGE_CAP))
 }
 
-#[derive(Debug, Default)]
-pub struct DecisionCache {
-    entries: RefCell<HashMap<[u8; 32], (CallResponse, u64)>>,
-    order: RefCell<VecDeque<[u8; 32]>>,
-    capacity: usize,
-}
+#[derive(Debug)]
+pub struct DecisionCache(ExpiringMap<CallResponse>);
 
 impl DecisionCache {
     pub fn new(capacity: usize) -> DecisionCache {
-        DecisionCache {
-            capacity,
-            ..DecisionCache::default()
-        }
+        DecisionCache(ExpiringMap::new(capacity))
     }
 
     pub fn get(&self, key: &[u8; 32], now: u64) -> Option<CallResponse> {
-        if self.capacity == 0 {
-            return None;
-        }
-        let (answer, expires) = self.entries.borrow().get(key).cloned()?;
-        if now >= expires {
-            self.entries.borrow_mut().remove(key);
-            return None;
-        }
-        Some(answer)
+        self.0.get(key, now)
     }
 
     /// Keeps the answer if its `Cache-Control` allows; returns whether it did.
     pub fn offer(&self, key: [u8; 32], response: &CallResponse, now: u64) -> bool {
-        let Some(age) = max_age(response).filter(|_| self.capacity > 0) else {
+        let Some(age) = max_age(response).filter(|_| self.0.capacity() > 0) else {
             return false;
         };
-        let mut entries = self.entries.borrow_mut();
-        let mut order = self.order.borrow_mut();
-        if entries.insert(key, (response.clone(), now + age)).is_none() {
-            order.push_back(key);
-        }
-        while entries.len() > self.capacity || order.len() > self.capacity * 2 {
-            match order.pop_front() {
-                Some(old) => {
-                    entries.remove(&old);
-                }
-                None => break,
-            }
-        }
+        self.0.insert(key, response.clone(), now + age);
         true
     }
 }

@@ -3,13 +3,12 @@
 //! the keys change. Keyed by SHA-256 of the whole token (a token differing in any byte is another
 //! entry), bounded, oldest entries evicted first. Time and audience are still checked per request.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
 use super::token::Jwt;
+use crate::expiring::ExpiringMap;
 
 /// Envoy's default `jwt_cache_size` is 100; a gateway sees more distinct tokens than that.
 pub const DEFAULT_SIZE: usize = 1000;
@@ -25,12 +24,8 @@ pub struct Cached {
     pub expires: u64,
 }
 
-#[derive(Debug, Default)]
-pub struct TokenCache {
-    entries: RefCell<HashMap<[u8; 32], Rc<Cached>>>,
-    order: RefCell<VecDeque<[u8; 32]>>,
-    capacity: usize,
-}
+#[derive(Debug)]
+pub struct TokenCache(ExpiringMap<Rc<Cached>>);
 
 fn key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -38,60 +33,31 @@ fn key(token: &str) -> [u8; 32] {
 
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
-        TokenCache {
-            capacity,
-            ..TokenCache::default()
-        }
+        TokenCache(ExpiringMap::new(capacity))
     }
 
     pub fn get(&self, token: &str, now: u64) -> Option<Rc<Cached>> {
-        if self.capacity == 0 {
+        if self.0.capacity() == 0 {
             return None;
         }
-        let k = key(token);
-        let hit = self.entries.borrow().get(&k).cloned()?;
-        if now > hit.expires {
-            self.entries.borrow_mut().remove(&k);
-            return None;
-        }
-        Some(hit)
+        self.0.get(&key(token), now)
     }
 
     pub fn insert(&self, token: &str, cached: Cached) {
-        if self.capacity == 0 {
-            return;
-        }
-        let k = key(token);
-        let mut entries = self.entries.borrow_mut();
-        let mut order = self.order.borrow_mut();
-        if entries.insert(k, Rc::new(cached)).is_none() {
-            order.push_back(k);
-        }
-        while entries.len() > self.capacity {
-            match order.pop_front() {
-                Some(old) => {
-                    entries.remove(&old);
-                }
-                None => break,
-            }
-        }
-        // Keys of entries removed on expiry stay in `order` until they come round: bound it too.
-        while order.len() > self.capacity * 2 {
-            if let Some(old) = order.pop_front() {
-                entries.remove(&old);
-            }
-        }
+        // Good through its expiry second, as the time check (`now > exp + skew` is expired).
+        let expires = cached.expires.saturating_add(1);
+        self.0.insert(key(token), Rc::new(cached), expires);
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.0.capacity()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.borrow().len()
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_empty()
     }
 }

@@ -454,3 +454,20 @@ fn the_token_cache_is_bounded() {
     assert!(cache.get("c", 0).is_some());
     assert!(cache::TokenCache::new(0).get("c", 0).is_none());
 }
+
+#[test]
+fn a_cached_token_is_good_through_its_expiry_second() {
+    let cache = cache::TokenCache::new(4);
+    let jwt = std::rc::Rc::new(Jwt::parse(vectors()["valid"]["HS256"].as_str().unwrap()).unwrap());
+    cache.insert(
+        "t",
+        cache::Cached {
+            jwt,
+            rule: 0,
+            generation: 0,
+            expires: 1000,
+        },
+    );
+    assert!(cache.get("t", 1000).is_some());
+    assert!(cache.get("t", 1001).is_none());
+}
