@@ -2,9 +2,7 @@
 //! (`Cache-Control: max-age=N` or `s-maxage=N`, and neither `no-store`, `no-cache` nor `private`)
 //! is reused for an identical check request until it expires. Identical means the same cluster,
 //! method, path and query, every forwarded and added header, and the body: everything the service
-//! sees, hashed with SHA-256. 5xx answers and failures are never cached. Bounded per VM.
-
-use sha2::{Digest, Sha256};
+//! sees, compared in full. 5xx answers and failures are never cached. Bounded per VM.
 
 use super::{CallResponse, CheckRequest};
 use crate::expiring::ExpiringMap;
@@ -13,21 +11,30 @@ pub const DEFAULT_SIZE: usize = 1000;
 /// An answer is never reused for longer than a day, whatever the service says.
 pub const MAX_AGE_CAP: u64 = 86_400;
 
-/// The key of a check request: everything the authorization service receives.
-pub fn key(cluster: &str, request: &CheckRequest) -> [u8; 32] {
-    let mut hash = Sha256::new();
-    hash.update(cluster.as_bytes());
+/// The key of a check request: everything the authorization service receives, as one byte
+/// string with unambiguous separators (lengths before each part).
+pub fn key(cluster: &str, request: &CheckRequest) -> Vec<u8> {
+    let body = request.body.as_deref().unwrap_or_default();
+    let size = request
+        .headers
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 8)
+        .sum::<usize>()
+        + cluster.len()
+        + body.len()
+        + 12;
+    let mut key = Vec::with_capacity(size);
+    let mut part = |bytes: &[u8]| {
+        key.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        key.extend_from_slice(bytes);
+    };
+    part(cluster.as_bytes());
     for (name, value) in &request.headers {
-        hash.update([0]);
-        hash.update(name.as_bytes());
-        hash.update([0]);
-        hash.update(value.as_bytes());
+        part(name.as_bytes());
+        part(value.as_bytes());
     }
-    hash.update([1]);
-    if let Some(body) = &request.body {
-        hash.update(body);
-    }
-    hash.finalize().into()
+    part(body);
+    key
 }
 
 /// How long an answer may be reused, from its `Cache-Control` (a shared cache's reading).
@@ -66,23 +73,24 @@ pub fn max_age(response: &CallResponse) -> Option<u64> {
 }
 
 #[derive(Debug)]
-pub struct DecisionCache(ExpiringMap<CallResponse>);
+pub struct DecisionCache(ExpiringMap<[u8], CallResponse>);
 
 impl DecisionCache {
     pub fn new(capacity: usize) -> DecisionCache {
         DecisionCache(ExpiringMap::new(capacity))
     }
 
-    pub fn get(&self, key: &[u8; 32], now: u64) -> Option<CallResponse> {
+    pub fn get(&self, key: &[u8], now: u64) -> Option<CallResponse> {
         self.0.get(key, now)
     }
 
     /// Keeps the answer if its `Cache-Control` allows; returns whether it did.
-    pub fn offer(&self, key: [u8; 32], response: &CallResponse, now: u64) -> bool {
+    pub fn offer(&self, key: Vec<u8>, response: &CallResponse, now: u64) -> bool {
         let Some(age) = max_age(response).filter(|_| self.0.capacity() > 0) else {
             return false;
         };
-        self.0.insert(key, response.clone(), now + age);
+        self.0
+            .insert(std::rc::Rc::from(key), response.clone(), now + age);
         true
     }
 }
@@ -176,18 +184,18 @@ mod tests {
     fn entries_expire_and_the_cache_is_bounded() {
         let cache = DecisionCache::new(2);
         let ok = answer(200, &["max-age=10"]);
-        assert!(cache.offer([1; 32], &ok, 100));
+        assert!(cache.offer(vec![1; 32], &ok, 100));
         assert!(cache.get(&[1; 32], 109).is_some());
         assert!(cache.get(&[1; 32], 110).is_none(), "expired");
-        cache.offer([2; 32], &ok, 100);
-        cache.offer([3; 32], &ok, 100);
-        cache.offer([4; 32], &ok, 100);
+        cache.offer(vec![2; 32], &ok, 100);
+        cache.offer(vec![3; 32], &ok, 100);
+        cache.offer(vec![4; 32], &ok, 100);
         assert!(cache.get(&[2; 32], 101).is_none(), "oldest evicted");
         assert!(cache.get(&[4; 32], 101).is_some());
         assert!(
-            !DecisionCache::new(0).offer([5; 32], &ok, 100),
+            !DecisionCache::new(0).offer(vec![5; 32], &ok, 100),
             "size 0 disables it"
         );
-        assert!(!cache.offer([6; 32], &answer(200, &[]), 100));
+        assert!(!cache.offer(vec![6; 32], &answer(200, &[]), 100));
     }
 }

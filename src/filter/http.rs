@@ -110,7 +110,7 @@ pub struct AuthzRequest {
     /// The CUSTOM policy that applies is a dry run: call, count, never enforce.
     custom_dry_run: bool,
     /// Decision-cache key of the check request in flight.
-    cache_key: Option<[u8; 32]>,
+    cache_key: Option<Vec<u8>>,
     attributes: RequestAttributes,
     /// Normalized path with the original query: what policies saw and the check request carries.
     request_path: String,

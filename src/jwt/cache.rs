@@ -1,11 +1,9 @@
 //! The verified-token cache of one VM (Envoy `jwt_authn`'s `jwt_cache_config`): a token whose
 //! signature was verified with a rule's current keys is not verified again until it expires or
-//! the keys change. Keyed by SHA-256 of the whole token (a token differing in any byte is another
-//! entry), bounded, oldest entries evicted first. Time and audience are still checked per request.
+//! the keys change. Keyed by the whole token, compared in full (a token differing in any byte is
+//! another entry), bounded, oldest entries evicted first. Time and audience are still checked per request.
 
 use std::rc::Rc;
-
-use sha2::{Digest, Sha256};
 
 use super::token::Jwt;
 use crate::expiring::ExpiringMap;
@@ -25,11 +23,7 @@ pub struct Cached {
 }
 
 #[derive(Debug)]
-pub struct TokenCache(ExpiringMap<Rc<Cached>>);
-
-fn key(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
+pub struct TokenCache(ExpiringMap<str, Rc<Cached>>);
 
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
@@ -40,13 +34,13 @@ impl TokenCache {
         if self.0.capacity() == 0 {
             return None;
         }
-        self.0.get(&key(token), now)
+        self.0.get(token, now)
     }
 
     pub fn insert(&self, token: &str, cached: Cached) {
         // Good through its expiry second, as the time check (`now > exp + skew` is expired).
         let expires = cached.expires.saturating_add(1);
-        self.0.insert(key(token), Rc::new(cached), expires);
+        self.0.insert(Rc::from(token), Rc::new(cached), expires);
     }
 
     pub fn capacity(&self) -> usize {

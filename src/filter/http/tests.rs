@@ -721,3 +721,30 @@ fn the_probe_tells_a_host_with_verify_signature_from_one_without() {
     host.foreign = Some(answers);
     assert!(crate::filter::crypto::host_offers_verify_signature(&host));
 }
+
+/// Not a check: a workload for `valgrind --tool=callgrind` to count the instructions of the
+/// cached-token path per request (run with `--ignored`).
+#[test]
+#[ignore]
+fn workload_cached_token_requests() {
+    let v = vectors();
+    let token = v["valid"]["RS256"].as_str().unwrap().to_string();
+    let parsed = Rc::new(Config::parse(jwt_config("[]", &inline_jwks()).as_bytes()).unwrap());
+    let host = FakeHost::new()
+        .with_request("GET", "/headers?x=1", "gateway.example")
+        .with_request_header("user-agent", "wrk")
+        .with_request_header("accept", "*/*")
+        .with_request_header("x-request-id", "3f1c5c1e-9a3b-4a59-9f1e-5b0c3a8e7d21")
+        .with_request_header("authorization", &format!("Bearer {token}"));
+    let shared = shared_for(&parsed, &host);
+    let n: u32 = std::env::var("WORKLOAD_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    for i in 0..n {
+        let fresh = FakeHost::new();
+        *fresh.request_headers.borrow_mut() = host.request_headers.borrow().clone();
+        let mut request = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), i);
+        assert_eq!(request.on_request_headers(&fresh, true), Action::Continue);
+    }
+}
