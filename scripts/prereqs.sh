@@ -24,6 +24,10 @@ if ! cargo clippy --version >/dev/null 2>&1; then
   echo "prereqs: adding the clippy component"
   rustup component add clippy
 fi
+if ! cargo fmt --version >/dev/null 2>&1; then
+  echo "prereqs: adding the rustfmt component"
+  rustup component add rustfmt
+fi
 
 # Python checkers for manifests and compose files (offline: schemas ship inside the packages).
 if ! python3 -c "import yaml, jsonschema" >/dev/null 2>&1 || ! command -v check-jsonschema >/dev/null 2>&1; then

@@ -38,36 +38,85 @@ fn dry_run_policies_never_block_and_are_counted() {
     assert_eq!(admin.status, 200, "a dry-run DENY does not deny");
     assert!(BED.envoy.stat("wasmcustom.inline_authz.rbac.shadow_denied") > shadow);
 
-    let custom_shadow = BED.envoy.stat("wasmcustom.inline_authz.ext_authz.shadow_denied");
-    let headers = observe(&BED, "dry-run", &|m| Call::get(&format!("/headers?{m}")).header("x-ext-authz", "deny"));
-    assert_eq!(headers.status, 200, "a dry-run CUSTOM asks the service but does not enforce its 403");
+    let custom_shadow = BED
+        .envoy
+        .stat("wasmcustom.inline_authz.ext_authz.shadow_denied");
+    let headers = observe(&BED, "dry-run", &|m| {
+        Call::get(&format!("/headers?{m}")).header("x-ext-authz", "deny")
+    });
+    assert_eq!(
+        headers.status, 200,
+        "a dry-run CUSTOM asks the service but does not enforce its 403"
+    );
     assert_eq!(headers.authz.len(), 1);
-    assert!(BED.envoy.stat("wasmcustom.inline_authz.ext_authz.shadow_denied") > custom_shadow);
-    assert!(BED.envoy.wait_for_log("dry run: policy \"try-deny-admin\" would deny"));
+    assert!(
+        BED.envoy
+            .stat("wasmcustom.inline_authz.ext_authz.shadow_denied")
+            > custom_shadow
+    );
+    assert!(BED
+        .envoy
+        .wait_for_log("dry run: policy \"try-deny-admin\" would deny"));
 }
 
 #[test]
 fn every_local_reply_names_why_when_asked() {
     let admin = observe(&BED, "reasons", &|m| Call::get(&format!("/admin?{m}")));
-    assert_eq!((admin.status, admin.header("x-inline-authz-denied-by")), (403, Some("policy:deny-admin")));
-    let custom = observe(&BED, "reasons", &|m| Call::get(&format!("/headers?{m}")).header("x-ext-authz", "deny"));
-    assert_eq!((custom.status, custom.header("x-inline-authz-denied-by")), (403, Some("ext_authz:denied")));
-    assert_eq!(custom.header("x-ext-authz-check-result"), Some("denied"), "the service's own headers stay");
+    assert_eq!(
+        (admin.status, admin.header("x-inline-authz-denied-by")),
+        (403, Some("policy:deny-admin"))
+    );
+    let custom = observe(&BED, "reasons", &|m| {
+        Call::get(&format!("/headers?{m}")).header("x-ext-authz", "deny")
+    });
+    assert_eq!(
+        (custom.status, custom.header("x-inline-authz-denied-by")),
+        (403, Some("ext_authz:denied"))
+    );
+    assert_eq!(
+        custom.header("x-ext-authz-check-result"),
+        Some("denied"),
+        "the service's own headers stay"
+    );
     let fine = observe(&BED, "reasons", &|m| Call::get(&format!("/ip?{m}")));
-    assert_eq!((fine.status, fine.header("x-inline-authz-denied-by")), (200, None));
+    assert_eq!(
+        (fine.status, fine.header("x-inline-authz-denied-by")),
+        (200, None)
+    );
 }
 
 #[test]
 fn prometheus_shows_denials_by_policy_and_reason_as_labels() {
     observe(&BED, "reasons", &|m| Call::get(&format!("/admin?{m}")));
     let text = BED.envoy.admin("/stats/prometheus").unwrap();
-    let line = |needle: &str| text.lines().find(|l| l.contains(needle) && !l.starts_with('#')).map(str::to_string);
-    let by_policy = line("inline_authz_policy=\"deny-admin\"").unwrap_or_else(|| panic!("no policy label in:\n{}", grep(&text)));
-    assert!(by_policy.starts_with("envoy_wasmcustom_inline_authz_policy_denied{") || by_policy.contains("inline_authz_policy_denied{"), "{by_policy}");
-    assert!(line("inline_authz_reason=\"policy\"").is_some(), "{}", grep(&text));
-    assert!(line("inline_authz_ext_authz_ok").is_some() || line("inline_authz_ext_authz_denied").is_some(), "{}", grep(&text));
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle) && !l.starts_with('#'))
+            .map(str::to_string)
+    };
+    let by_policy = line("inline_authz_policy=\"deny-admin\"")
+        .unwrap_or_else(|| panic!("no policy label in:\n{}", grep(&text)));
+    assert!(
+        by_policy.starts_with("envoy_wasmcustom_inline_authz_policy_denied{")
+            || by_policy.contains("inline_authz_policy_denied{"),
+        "{by_policy}"
+    );
+    assert!(
+        line("inline_authz_reason=\"policy\"").is_some(),
+        "{}",
+        grep(&text)
+    );
+    assert!(
+        line("inline_authz_ext_authz_ok").is_some()
+            || line("inline_authz_ext_authz_denied").is_some(),
+        "{}",
+        grep(&text)
+    );
 }
 
 fn grep(text: &str) -> String {
-    text.lines().filter(|l| l.contains("inline_authz")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .filter(|l| l.contains("inline_authz"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
