@@ -27,6 +27,14 @@ pub fn is_protected(name: &str) -> bool {
     name.starts_with(':') || name.eq_ignore_ascii_case("host")
 }
 
+/// The first value of a header in a plain header list (lowercase names).
+pub fn first<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// Applies mutations to a plain header list (lowercase names), the way the host applies them.
 pub fn apply(headers: &mut Vec<(String, String)>, mutations: &[HeaderMutation]) {
     for mutation in mutations {

@@ -21,6 +21,13 @@ pub enum ForeignError {
     Failed,
 }
 
+/// Whole seconds since the Unix epoch (0 for a clock before it).
+pub fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
 /// Every hostcall the filter needs, with errors turned into values (never a panic).
 pub trait Host {
     /// Request headers as the proxy holds them: lowercase names, raw value bytes.

@@ -80,6 +80,10 @@ impl DecisionCache {
         DecisionCache(ExpiringMap::new(capacity))
     }
 
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
     pub fn get(&self, key: &[u8], now: u64) -> Option<CallResponse> {
         self.0.get(key, now)
     }

@@ -27,10 +27,7 @@ pub struct CheckRequest {
 
 impl CheckRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        crate::headers::first(&self.headers, name)
     }
 }
 

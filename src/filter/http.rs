@@ -11,8 +11,8 @@ use crate::ext_authz::{
     self, build_check_request, interpret, CallResponse, CheckResponse, Provider, RequestBody,
     TemplateSource,
 };
-use crate::headers::{self, HeaderMutation};
-use crate::host::Host;
+use crate::headers::{self, first as find, HeaderMutation};
+use crate::host::{unix_seconds, Host};
 use crate::policy::path::{normalize, PathNormalization};
 use crate::policy::{LocalDecision, RequestAttributes};
 
@@ -231,10 +231,6 @@ impl AuthzRequest {
         }
         let now = host.now();
         self.shared.keys.set_now(now);
-        let seconds = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
         let host_crypto = HostCrypto { host };
         let backend: &dyn SignatureBackend = if self.shared.host_crypto {
             &host_crypto
@@ -246,7 +242,7 @@ impl AuthzRequest {
             keys: &self.shared.keys,
             backend,
             cache,
-            now: seconds,
+            now: unix_seconds(now),
         };
         match jwt.authenticate(&verifier, &self.attributes.headers) {
             Outcome::NoToken => None,
@@ -299,11 +295,8 @@ impl AuthzRequest {
         let Some(options) = provider.body else {
             return action(self.check(host, provider, None));
         };
-        let max = options.max_request_bytes as usize;
-        if body_size > max && !options.allow_partial_message {
-            return action(self.reply_too_large(host));
-        }
-        if !end_of_stream && body_size < max {
+        // Over the limit: check_with_body answers 413 or sends what fits.
+        if !end_of_stream && body_size < options.max_request_bytes as usize {
             return Action::Pause;
         }
         action(self.check_with_body(host, provider, body_size))
@@ -495,8 +488,13 @@ impl AuthzRequest {
             body,
             &source,
         );
-        let key = crate::ext_authz::cache::key(&provider.cluster, &request);
-        if let Some(answer) = self.shared.decisions.get(&key, seconds(host)) {
+        // The key copies the whole check request: only built when answers can be cached.
+        let key = (self.shared.decisions.capacity() > 0)
+            .then(|| crate::ext_authz::cache::key(&provider.cluster, &request));
+        let cached = key
+            .as_ref()
+            .and_then(|key| self.shared.decisions.get(key, seconds(host)));
+        if let Some(answer) = cached {
             self.shared
                 .metrics
                 .increment(host, Metric::ExtAuthzCacheHit);
@@ -506,7 +504,7 @@ impl AuthzRequest {
             );
             return self.conclude(host, provider, interpret(provider, Some(&answer)));
         }
-        self.cache_key = Some(key);
+        self.cache_key = key;
         let headers: Vec<(&str, &str)> = request
             .headers
             .iter()
@@ -800,18 +798,7 @@ pub const BODY_NEVER_DELIVERED: &str =
 
 /// The host clock in whole seconds.
 fn seconds(host: &dyn Host) -> u64 {
-    host.now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
-/// The first value of a header in a lowercase header list.
-fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+    unix_seconds(host.now())
 }
 
 /// Envoy hands addresses over as `ip:port` text.

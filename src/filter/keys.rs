@@ -112,12 +112,9 @@ impl KeyCache {
     /// Whether the rule's keys were fetched before `at` (seconds), or never.
     pub fn older_than(&self, rule: usize, at: u64) -> bool {
         match self.slots.borrow().get(rule) {
-            Some(Slot::Remote(r)) => r.fetched_at.is_none_or(|f| {
-                f.duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs()
-                    < at
-            }),
+            Some(Slot::Remote(r)) => r
+                .fetched_at
+                .is_none_or(|f| crate::host::unix_seconds(f) < at),
             _ => false,
         }
     }

@@ -27,7 +27,7 @@ mod wasm {
     use super::metrics::{Metric, Metrics};
     use crate::config::{Config, SignatureBackendChoice};
     use crate::ext_authz::CallResponse;
-    use crate::host::{Host, ProxyWasm};
+    use crate::host::{unix_seconds as seconds, Host, ProxyWasm};
     use crate::jwt::jwks::Jwks;
     use crate::jwt::KeySource;
 
@@ -72,10 +72,6 @@ mod wasm {
 
     fn now() -> SystemTime {
         hostcalls::get_current_time().unwrap_or(UNIX_EPOCH)
-    }
-
-    fn seconds(at: SystemTime) -> u64 {
-        at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
     }
 
     /// A request parked with the root context (the HTTP context owns it).
@@ -216,20 +212,17 @@ mod wasm {
                     (":authority", authority.as_str()),
                     ("accept", "application/json"),
                 ];
-                match hostcalls::dispatch_http_call(
-                    cluster,
-                    headers.to_vec(),
-                    None,
-                    vec![],
-                    *timeout,
-                ) {
+                match ProxyWasm.dispatch_http_call(cluster, &headers, None, *timeout) {
                     Ok(token) => shared.keys.started(rule, token),
-                    Err(status) => {
-                        log::warn!("jwks fetch for {:?} via cluster {cluster:?} not dispatched: {status:?}", config.jwt.rules[rule].issuer);
+                    Err(error) => {
+                        log::warn!(
+                            "jwks fetch for {:?} via cluster {cluster:?} not dispatched: {error}",
+                            config.jwt.rules[rule].issuer
+                        );
                         shared
                             .metrics
                             .increment(&ProxyWasm, Metric::JwksFetchFailed);
-                        shared.keys.fetched(rule, at, Err(format!("{status:?}")));
+                        shared.keys.fetched(rule, at, Err(error));
                         self.publish_failure(&config, &shared, rule, at);
                         self.wake(rule);
                     }

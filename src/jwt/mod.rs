@@ -197,12 +197,7 @@ impl JwtConfig {
 
     /// Authenticates a request (headers after `sanitize`, lowercase names, `:path` included).
     pub fn authenticate(&self, verifier: &Verifier, headers: &[(String, String)]) -> Outcome {
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let header = |name: &str| crate::headers::first(headers, name);
         let non_empty = |name: &str| header(name).is_some_and(|v| !v.is_empty());
         if header(":method") == Some("OPTIONS")
             && non_empty("origin")
@@ -376,12 +371,7 @@ fn claim_header_value(claims: &Value, path: &[String]) -> Option<String> {
 /// `Bearer realm="<scheme>://<host><path>"` (path cut at 256 bytes), with
 /// `, error="invalid_token"` unless the token was missing (Envoy's `jwt_authn`).
 pub fn www_authenticate(headers: &[(String, String)], status: JwtStatus) -> String {
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_str())
-    };
+    let header = |name: &str| crate::headers::first(headers, name).unwrap_or_default();
     let original = header("x-envoy-original-path");
     let path = if original.is_empty() {
         header(":path")

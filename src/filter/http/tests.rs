@@ -229,6 +229,19 @@ fn oversized_body_gets_413_even_when_fail_open() {
         413,
         "declared length is enough"
     );
+
+    let host = FakeHost::new()
+        .with_request("POST", "/upload", "h")
+        .with_body(b"hello world");
+    let mut request = request_with(&config, &host);
+    assert_eq!(request.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(request.on_request_body(&host, 11, false), Action::Pause);
+    assert_eq!(
+        host.last_reply().unwrap().status,
+        413,
+        "over the limit before the end of the stream"
+    );
+    assert!(host.dispatched.borrow().is_empty());
 }
 
 #[test]
@@ -669,6 +682,23 @@ fn an_answer_without_cache_control_is_never_reused() {
     let mut second = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), 2);
     assert_eq!(second.on_request_headers(&host, true), Action::Pause);
     assert_eq!(host.dispatched.borrow().len(), 2);
+}
+
+#[test]
+fn with_decision_cache_size_0_a_cacheable_answer_is_not_reused() {
+    let config = provider_with("").replacen('{', r#"{"decisionCacheSize": 0, "#, 1);
+    let parsed = Rc::new(Config::parse(config.as_bytes()).unwrap());
+    assert_eq!(parsed.decision_cache_size, 0);
+    let host = FakeHost::new().with_request("GET", "/same", "h");
+    let shared = shared_for(&parsed, &host);
+    let mut first = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), 1);
+    first.on_request_headers(&host, true);
+    host.answering(200, &[("cache-control", "max-age=60")], "");
+    answer(&mut first, &host, 101);
+    let mut second = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), 2);
+    assert_eq!(second.on_request_headers(&host, true), Action::Pause);
+    assert_eq!(host.dispatched.borrow().len(), 2);
+    assert_eq!(host.metric("inline_authz.ext_authz.cache_hit"), 0);
 }
 
 #[test]
