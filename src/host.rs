@@ -10,6 +10,7 @@ use crate::ext_authz::CallResponse;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
     Counter,
+    Gauge,
     Histogram,
 }
 
@@ -45,7 +46,9 @@ pub trait Host {
         timeout: Duration,
     ) -> Result<u32, String>;
     /// The answer to the callout now being delivered.
-    fn call_response(&self, body_size: usize) -> CallResponse;
+    /// The answer to a `dispatch_http_call`; its body is copied into the VM only when
+    /// `wants_body(status)` says it will be used.
+    fn call_response(&self, body_size: usize, wants_body: fn(Option<u32>) -> bool) -> CallResponse;
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     fn resume_request(&self);
     fn add_response_header(&self, name: &str, value: &str);
@@ -107,7 +110,11 @@ mod proxy {
                 .map_err(|status| format!("{status:?}"))
         }
 
-        fn call_response(&self, body_size: usize) -> CallResponse {
+        fn call_response(
+            &self,
+            body_size: usize,
+            wants_body: fn(Option<u32>) -> bool,
+        ) -> CallResponse {
             let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
                 .unwrap_or_default()
                 .into_iter()
@@ -118,11 +125,18 @@ mod proxy {
                     )
                 })
                 .collect();
-            let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            CallResponse { headers, body }
+            let mut response = CallResponse {
+                headers,
+                body: Vec::new(),
+            };
+            if body_size > 0 && wants_body(response.status()) {
+                response.body =
+                    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default();
+            }
+            response
         }
 
         fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
@@ -152,6 +166,7 @@ mod proxy {
         fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
             let kind = match kind {
                 MetricKind::Counter => MetricType::Counter,
+                MetricKind::Gauge => MetricType::Gauge,
                 MetricKind::Histogram => MetricType::Histogram,
             };
             hostcalls::define_metric(kind, name).ok()
@@ -349,8 +364,16 @@ pub mod fake {
             Ok(dispatched.len() as u32 + 100)
         }
 
-        fn call_response(&self, _body_size: usize) -> CallResponse {
-            self.call_answer.borrow().clone()
+        fn call_response(
+            &self,
+            _body_size: usize,
+            wants_body: fn(Option<u32>) -> bool,
+        ) -> CallResponse {
+            let mut response = self.call_answer.borrow().clone();
+            if !wants_body(response.status()) {
+                response.body.clear();
+            }
+            response
         }
 
         fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {

@@ -52,6 +52,12 @@ pub enum CheckResponse {
     Error(ErrorKind),
 }
 
+/// Whether `interpret` uses the body of an answer with this status: only a denial's body goes
+/// back to the caller, so the body of an allow or of an error is never copied into the VM.
+pub fn uses_body(status: Option<u32>) -> bool {
+    matches!(status, Some(s) if s != 200 && (200..500).contains(&s))
+}
+
 pub fn interpret(provider: &Provider, response: Option<&CallResponse>) -> CheckResponse {
     let Some(response) = response else {
         return CheckResponse::Error(ErrorKind::NoResponse);
@@ -119,6 +125,23 @@ mod tests {
     use super::*;
     use crate::policy::matcher::HeaderNames;
     use std::time::Duration;
+
+    #[test]
+    fn only_a_denial_body_is_read_into_the_vm() {
+        for (status, used) in [
+            (Some(200), false),
+            (Some(403), true),
+            (Some(401), true),
+            (Some(302), true),
+            (Some(499), true),
+            (Some(500), false),
+            (Some(503), false),
+            (Some(100), false),
+            (None, false),
+        ] {
+            assert_eq!(uses_body(status), used, "{status:?}");
+        }
+    }
 
     fn provider() -> Provider {
         Provider {

@@ -13,7 +13,7 @@ use crate::ext_authz::{
 };
 use crate::headers::{self, first as find, HeaderMutation};
 use crate::host::{unix_seconds, Host};
-use crate::policy::path::{normalize, PathNormalization};
+use crate::policy::path::{is_refused, normalize, PathNormalization};
 use crate::policy::{LocalDecision, RequestAttributes};
 
 use super::body_watch::{BodyDelivery, BodyWatch};
@@ -141,7 +141,14 @@ impl AuthzRequest {
             return Action::Continue;
         }
         self.headers_only = end_of_stream;
-        self.read_request(host);
+        if !self.read_request(host) {
+            // As Envoy's own normalize_path: 400, empty body, before any policy.
+            log::info!(
+                "#{} denied: invalid request (escaped NUL in the path, or more than one host)",
+                self.context_id
+            );
+            return action(self.reply(host, Denial::InvalidRequest, 400, &[], b""));
+        }
         self.sanitize(host);
         action(self.evaluate(host))
     }
@@ -392,8 +399,10 @@ impl AuthzRequest {
     }
 
     /// Reads headers once, normalizes the path (rewriting `:path` when it changed) and gathers
-    /// only the properties the policies use.
-    fn read_request(&mut self, host: &dyn Host) {
+    /// only the properties the policies use. False for a request no policy can be asked about:
+    /// a path normalization refuses, or two `Host` headers (Envoy joins them with a comma; RFC
+    /// 9112 calls that a 400, and a `hosts` rule would otherwise see neither host).
+    fn read_request(&mut self, host: &dyn Host) -> bool {
         let mut headers: Vec<(String, String)> = host
             .request_headers()
             .into_iter()
@@ -405,6 +414,11 @@ impl AuthzRequest {
             })
             .collect();
         let raw_path = find(&headers, ":path").unwrap_or("/").to_string();
+        if is_refused(&raw_path, self.config.path_normalization)
+            || find(&headers, ":authority").is_some_and(|a| a.contains(','))
+        {
+            return false;
+        }
         let normalized = normalize(&raw_path, self.config.path_normalization);
         self.request_path = if self.config.path_normalization == PathNormalization::None {
             raw_path.clone()
@@ -468,6 +482,7 @@ impl AuthzRequest {
             },
             auth: None,
         };
+        true
     }
 
     /// Sends the check request; a failed dispatch is an error under the failure mode.
@@ -755,11 +770,12 @@ enum Denial<'a> {
     ExtAuthzError,
     TooLarge,
     Internal,
+    InvalidRequest,
 }
 
 impl Denial<'_> {
     /// `jwt_authn:jwt_expired`, `policy:<name>`, `rbac:no_allow_match`, `ext_authz:denied`,
-    /// `ext_authz:error`, `ext_authz:request_too_large`, `internal`.
+    /// `ext_authz:error`, `ext_authz:request_too_large`, `internal`, `request:invalid`.
     fn reason(&self) -> String {
         match self {
             Denial::Jwt(status) => format!("jwt_authn:{}", status.code()),
@@ -769,6 +785,7 @@ impl Denial<'_> {
             Denial::ExtAuthzError => "ext_authz:error".into(),
             Denial::TooLarge => "ext_authz:request_too_large".into(),
             Denial::Internal => "internal".into(),
+            Denial::InvalidRequest => "request:invalid".into(),
         }
     }
 
@@ -781,6 +798,7 @@ impl Denial<'_> {
             Denial::ExtAuthzError => Metric::DeniedByExtAuthzError,
             Denial::TooLarge => Metric::DeniedByRequestTooLarge,
             Denial::Internal => Metric::DeniedByInternal,
+            Denial::InvalidRequest => Metric::DeniedByInvalidRequest,
         }
     }
 }

@@ -38,10 +38,12 @@ pub enum Metric {
     DeniedByRequestTooLarge,
     DeniedByInternal,
     ExtAuthzCacheHit,
+    VmMemoryBytes,
+    DeniedByInvalidRequest,
 }
 
 impl Metric {
-    const COUNT: usize = 24;
+    const COUNT: usize = 26;
     const ALL: [Metric; Metric::COUNT] = [
         Metric::ExtAuthzOk,
         Metric::ExtAuthzDenied,
@@ -67,6 +69,8 @@ impl Metric {
         Metric::DeniedByRequestTooLarge,
         Metric::DeniedByInternal,
         Metric::ExtAuthzCacheHit,
+        Metric::VmMemoryBytes,
+        Metric::DeniedByInvalidRequest,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,12 +99,15 @@ impl Metric {
             Metric::DeniedByRequestTooLarge => "inline_authz.denied_by.request_too_large",
             Metric::DeniedByInternal => "inline_authz.denied_by.internal",
             Metric::ExtAuthzCacheHit => "inline_authz.ext_authz.cache_hit",
+            Metric::VmMemoryBytes => "inline_authz.vm.memory_bytes",
+            Metric::DeniedByInvalidRequest => "inline_authz.denied_by.invalid_request",
         }
     }
 
     fn kind(self) -> MetricKind {
         match self {
             Metric::ExtAuthzLatencyMs => MetricKind::Histogram,
+            Metric::VmMemoryBytes => MetricKind::Gauge,
             _ => MetricKind::Counter,
         }
     }

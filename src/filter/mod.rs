@@ -15,17 +15,20 @@ pub fn start() {
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
     use std::rc::{Rc, Weak};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use proxy_wasm::hostcalls;
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
+    #[cfg(feature = "panic-probe")]
+    use proxy_wasm::types::MapType;
     use proxy_wasm::types::{Action as ProxyAction, BufferType, ContextType, LogLevel};
 
     use super::http::{Action, AuthzRequest, Shared, BODY_NEVER_DELIVERED};
     use super::metrics::{Metric, Metrics};
     use crate::config::{Config, SignatureBackendChoice};
+    use crate::ext_authz::response::uses_body;
     use crate::ext_authz::CallResponse;
     use crate::host::{unix_seconds as seconds, Host, ProxyWasm};
     use crate::jwt::jwks::Jwks;
@@ -35,6 +38,10 @@ mod wasm {
     const TICK: Duration = Duration::from_millis(200);
     /// A VM holding the fetch lease of a key set keeps it this long past the fetch timeout.
     const LEASE_MARGIN: Duration = Duration::from_secs(2);
+    /// A JWKS larger than this is a failed fetch, left unread (real ones are a few KiB): a
+    /// broken or hostile endpoint cannot make every VM hold megabytes it will never give back
+    /// (wasm linear memory does not shrink).
+    const MAX_JWKS_BYTES: usize = 1 << 20;
 
     pub fn start() {
         proxy_wasm::set_log_level(LogLevel::Trace);
@@ -51,11 +58,23 @@ mod wasm {
                 .as_nanos();
             Box::new(Root {
                 id: format!("{started}-{context_id}"),
+                memory_pages: Cell::new(0),
                 config: None,
                 shared: None,
                 wakeups: Rc::new(Wakeups::default()),
             })
         });
+    }
+
+    /// Test builds only (`--features panic-probe`): a request carrying `x-inline-authz-panic-probe`
+    /// panics, so a test can prove that a panic fails closed. Never in the shipped `.wasm`.
+    #[cfg(feature = "panic-probe")]
+    #[allow(clippy::panic)]
+    fn panic_probe() {
+        let probe = "x-inline-authz-panic-probe";
+        if let Ok(Some(_)) = hostcalls::get_map_value(MapType::HttpRequestHeaders, probe) {
+            panic!("panic probe");
+        }
     }
 
     fn to_proxy(action: Action) -> ProxyAction {
@@ -65,9 +84,10 @@ mod wasm {
         }
     }
 
-    /// The answer to the callout being delivered (`None`: no response, as on timeout or reset).
-    fn call_answer(num_headers: usize, body_size: usize) -> Option<CallResponse> {
-        (num_headers > 0).then(|| ProxyWasm.call_response(body_size))
+    /// The answer to the callout being delivered (`None`: no response, as on timeout or reset),
+    /// its body read only when the decision uses it.
+    fn check_answer(num_headers: usize, body_size: usize) -> Option<CallResponse> {
+        (num_headers > 0).then(|| ProxyWasm.call_response(body_size, uses_body))
     }
 
     fn now() -> SystemTime {
@@ -89,6 +109,8 @@ mod wasm {
     struct Root {
         /// Tells this VM's root context from the other workers' in shared-data leases.
         id: String,
+        /// The VM's linear memory when last recorded, in 64 KiB pages.
+        memory_pages: Cell<usize>,
         config: Option<Rc<Config>>,
         shared: Option<Rc<Shared>>,
         wakeups: Rc<Wakeups>,
@@ -285,9 +307,15 @@ mod wasm {
                 return;
             };
             let issuer = &config.jwt.rules[rule].issuer;
-            let answer = call_answer(num_headers, body_size);
+            let too_big = body_size > MAX_JWKS_BYTES;
+            let readable = if too_big { 0 } else { body_size };
+            let answer = (num_headers > 0)
+                .then(|| ProxyWasm.call_response(readable, |status| status == Some(200)));
             let result = match &answer {
                 None => Err("no response (timeout, reset or refused)".to_string()),
+                Some(_) if too_big => Err(format!(
+                    "{body_size} bytes, over the {MAX_JWKS_BYTES}-byte limit"
+                )),
                 Some(a) if a.status() != Some(200) => Err(format!("status {:?}", a.status())),
                 Some(a) => Jwks::parse(&String::from_utf8_lossy(&a.body)),
             };
@@ -347,7 +375,7 @@ mod wasm {
                 position.map(|i| all.remove(i))
             };
             if let Some((_, context_id, weak)) = forwarded {
-                let response = call_answer(num_headers, body_size);
+                let response = check_answer(num_headers, body_size);
                 if let (Some(request), Ok(())) =
                     (weak.upgrade(), hostcalls::set_effective_context(context_id))
                 {
@@ -388,6 +416,13 @@ mod wasm {
                 config.policies.deny.len(),
                 config.policies.allow.len()
             );
+            if config.needs.source_ip {
+                log::warn!(
+                    "ipBlocks / source.ip match Envoy's downstream remote address, the only one a \
+                     wasm filter sees: unless this listener has use_remote_address: true, a \
+                     client sets it with X-Forwarded-For (docs/security.md, source addresses)"
+                );
+            }
             let host_crypto = match config.signature_backend {
                 SignatureBackendChoice::Rust => false,
                 choice => {
@@ -424,6 +459,15 @@ mod wasm {
         fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
             let config = self.config.clone()?;
             let shared = self.shared.clone()?;
+            // Linear memory only grows: the gauge shows the VM's peak, and a leak as a rise
+            // that does not stop (a soak watches it). One instruction, a hostcall only on growth.
+            let pages = core::arch::wasm32::memory_size(0);
+            if pages != self.memory_pages.get() {
+                self.memory_pages.set(pages);
+                shared
+                    .metrics
+                    .record(&ProxyWasm, Metric::VmMemoryBytes, pages as u64 * 65_536);
+            }
             Some(Box::new(Filter {
                 context_id,
                 request: Rc::new(RefCell::new(AuthzRequest::new(config, shared, context_id))),
@@ -474,7 +518,7 @@ mod wasm {
             body_size: usize,
             _trailers: usize,
         ) {
-            let response = call_answer(num_headers, body_size);
+            let response = check_answer(num_headers, body_size);
             self.request
                 .borrow_mut()
                 .on_call_response(&ProxyWasm, token, response);
@@ -487,6 +531,8 @@ mod wasm {
             _num_headers: usize,
             end_of_stream: bool,
         ) -> ProxyAction {
+            #[cfg(feature = "panic-probe")]
+            panic_probe();
             let action = self
                 .request
                 .borrow_mut()

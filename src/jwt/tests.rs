@@ -370,6 +370,42 @@ fn rfc_example_signatures_verify_and_tampered_ones_do_not() {
     }
 }
 
+/// Found by `fuzz/fuzz_targets/token.rs`: jwt-compact panicked on an HMAC signature that is not
+/// the digest's length, which aborts the VM in the proxy.
+#[test]
+fn wrong_length_hmac_and_ed25519_signatures_fail_verification_without_panicking() {
+    let hmac = &Jwks::parse(r#"{"kty":"oct","k":"c2VjcmV0"}"#).unwrap().keys[0].material;
+    for (alg, length) in [
+        (token::Alg::Hs256, 32),
+        (token::Alg::Hs384, 48),
+        (token::Alg::Hs512, 64),
+    ] {
+        for wrong in [0, 1, length - 1, length + 1, 3] {
+            assert!(
+                !verify::verify_signature(alg, hmac, b"a.b", &vec![7; wrong]),
+                "{alg:?} with {wrong} bytes"
+            );
+        }
+    }
+    let ed = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+    let ed = &Jwks::parse(ed).unwrap().keys[0].material;
+    assert!(!verify::verify_signature(
+        token::Alg::EdDsa,
+        ed,
+        b"a.b",
+        &[7; 63]
+    ));
+
+    // The fuzzer's input: the valid HS256 fixture with a 3-byte signature, through the filter.
+    let v = vectors();
+    let valid = v["valid"]["HS256"].as_str().unwrap();
+    let (signed, _) = valid.rsplit_once('.').unwrap();
+    assert_eq!(
+        outcome(&config(), &bearer(&format!("{signed}.c2ln"))),
+        Outcome::Failed(JwtStatus::JwtVerificationFail)
+    );
+}
+
 /// Counts signature checks and answers like pure Rust.
 struct Counting(std::cell::Cell<u32>);
 

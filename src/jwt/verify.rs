@@ -11,7 +11,12 @@ use super::rsa::Hash;
 use super::status::JwtStatus;
 use super::token::{Alg, Jwt};
 
+/// jwt-compact's HMAC and Ed25519 `try_from_slice` panic on a slice of the wrong length, so the
+/// length is checked first: a wrong-length signature simply does not verify (jwt_verify_lib).
 fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, signature: &[u8], input: &[u8]) -> bool {
+    if A::Signature::LENGTH.is_some_and(|length| length.get() != signature.len()) {
+        return false;
+    }
     A::Signature::try_from_slice(signature).is_ok_and(|s| alg.verify_signature(&s, key, input))
 }
 

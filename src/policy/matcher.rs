@@ -82,7 +82,17 @@ impl HostMatch {
     }
 
     pub fn matches(&self, authority: &str) -> bool {
-        let authority = authority.to_ascii_lowercase();
+        let mut authority = authority.to_ascii_lowercase();
+        // `example.com.` (the root dot of a fully qualified name) is the same host as
+        // `example.com`: a DENY on the one cannot be walked around with the other.
+        let (host, port) = split_port(&authority);
+        if let Some(bare) = host.strip_suffix('.') {
+            let without_dot = match port {
+                Some(port) => format!("{bare}:{port}"),
+                None => bare.to_string(),
+            };
+            authority = without_dot;
+        }
         if self.pattern.matches(&authority) {
             return true;
         }
@@ -277,6 +287,22 @@ mod tests {
         assert!(names.matches("x-request-id"));
         assert!(!names.matches("cookie"));
         assert!(HeaderNames::new(&["*"]).matches("cookie"));
+    }
+
+    #[test]
+    fn a_trailing_root_dot_is_the_same_host() {
+        let admin = HostMatch::parse("admin.example.com");
+        for authority in [
+            "admin.example.com.",
+            "ADMIN.example.com.",
+            "admin.example.com.:8080",
+        ] {
+            assert!(admin.matches(authority), "{authority}");
+        }
+        assert!(!admin.matches("admin.example.com.."));
+        assert!(!admin.matches("admin.example.com.evil"));
+        assert!(HostMatch::parse("*.example.com").matches("a.example.com."));
+        assert!(HostMatch::parse("[::1]").matches("[::1]:80"));
     }
 
     #[test]

@@ -65,6 +65,17 @@ pub fn normalize(request_path: &str, mode: PathNormalization) -> NormalizedPath 
     }
 }
 
+/// Whether Envoy's `normalize_path` refuses this request target (400 before any filter runs): an
+/// escaped NUL (`%00`) in the path part, which its URL canonicalizer calls invalid. Every mode but
+/// `NONE` refuses it the same way, so the answer does not depend on whether Envoy normalized first.
+pub fn is_refused(request_path: &str, mode: PathNormalization) -> bool {
+    if mode == PathNormalization::None {
+        return false;
+    }
+    let path = request_path.split(['?', '#']).next().unwrap_or("");
+    path.as_bytes().windows(3).any(|w| w == b"%00")
+}
+
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -176,6 +187,26 @@ fn merge_slashes(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_escaped_nul_is_refused_as_envoy_refuses_it() {
+        for mode in [
+            PathNormalization::Base,
+            PathNormalization::MergeSlashes,
+            PathNormalization::DecodeAndMergeSlashes,
+        ] {
+            assert!(is_refused("/admin%00", mode));
+            assert!(is_refused("/xyz/.%00../abc", mode));
+            assert!(is_refused("/xyz/AAAAA%%0000/abc", mode));
+            assert!(
+                !is_refused("/admin?x=%00", mode),
+                "the query is not the path"
+            );
+            assert!(!is_refused("/admin%200", mode));
+            assert!(!is_refused("/admin%0", mode));
+        }
+        assert!(!is_refused("/admin%00", PathNormalization::None));
+    }
     use PathNormalization::*;
 
     fn path(raw: &str, mode: PathNormalization) -> String {

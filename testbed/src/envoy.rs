@@ -27,18 +27,28 @@ pub fn wasm_path() -> Result<PathBuf, String> {
     if let Ok(path) = std::env::var("INLINE_AUTHZ_WASM") {
         return Ok(PathBuf::from(path));
     }
+    built_wasm("release", "cargo wasm")
+}
+
+/// The panic-probe test build (`cargo wasm-probe`), refused when missing or stale.
+pub fn probe_wasm_path() -> Result<PathBuf, String> {
+    built_wasm("probe", "cargo wasm-probe")
+}
+
+fn built_wasm(profile: &str, command: &str) -> Result<PathBuf, String> {
     let root = repo_root();
-    let wasm = root.join("target/wasm32-wasip1/release/inline_authz.wasm");
+    let dir = root.join("target/wasm32-wasip1").join(profile);
+    let wasm = dir.join("inline_authz.wasm");
     let built = fs::metadata(&wasm)
         .and_then(|m| m.modified())
         .map_err(|_| {
             format!(
-                "{} is missing: run `cargo wasm` first (scripts/test does)",
+                "{} is missing: run `{command}` first (scripts/test does)",
                 wasm.display()
             )
         })?;
     // The sources cargo compiled into the .wasm (its dep-info), else everything under src/.
-    let sources = fs::read_to_string(root.join("target/wasm32-wasip1/release/inline_authz.d")).ok();
+    let sources = fs::read_to_string(dir.join("inline_authz.d")).ok();
     let newest = match sources
         .as_deref()
         .and_then(|d| d.lines().next())
@@ -52,7 +62,7 @@ pub fn wasm_path() -> Result<PathBuf, String> {
     };
     if newest.is_some_and(|newest| newest > built) {
         return Err(format!(
-            "{} is older than its sources: run `cargo wasm` again",
+            "{} is older than its sources: run `{command}` again",
             wasm.display()
         ));
     }
@@ -146,6 +156,11 @@ impl Envoy {
 
     /// As `start`, with `workers` worker threads (each has its own wasm VM).
     pub fn start_with_workers(config: &str, workers: u32) -> Result<Envoy, String> {
+        Envoy::start_with_args(config, workers, &[])
+    }
+
+    /// As `start_with_workers`, with more command-line options (`--drain-time-s 1` …).
+    pub fn start_with_args(config: &str, workers: u32, args: &[&str]) -> Result<Envoy, String> {
         let dir = std::env::temp_dir().join(format!(
             "inline-authz-{}-{}",
             std::process::id(),
@@ -169,6 +184,7 @@ impl Envoy {
                 "--component-log-level",
                 "wasm:debug",
             ])
+            .args(args)
             .arg("--admin-address-path")
             .arg(&admin_file)
             .arg("--log-path")
@@ -268,6 +284,18 @@ impl Envoy {
 
     pub fn stat(&self, name: &str) -> u64 {
         self.stats(name).get(name).copied().unwrap_or(0)
+    }
+
+    /// Polls the stat `name` until `done` holds for its value, for at most `timeout`.
+    pub fn wait_for_stat(&self, name: &str, done: impl Fn(u64) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if done(self.stat(name)) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     pub fn log(&self) -> String {

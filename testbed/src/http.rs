@@ -2,7 +2,7 @@
 //! upstream and the client around Envoy, including the faults (slow, reset, garbage) a real
 //! library would not let us produce. Request targets are sent byte for byte as given.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,6 +51,8 @@ pub enum Reply {
     Close,
     /// Send these bytes raw, then close.
     Raw(Vec<u8>),
+    /// Send these bytes raw, then reset the connection (RST, not FIN): a peer dying mid-response.
+    Reset(Vec<u8>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -174,6 +176,11 @@ fn serve(stream: TcpStream, handler: Handler) -> io::Result<()> {
                 let _ = writer.shutdown(Shutdown::Both);
                 return Ok(());
             }
+            Reply::Reset(bytes) => {
+                writer.write_all(&bytes)?;
+                reset(&writer);
+                return Ok(());
+            }
         };
         write_response(&mut writer, &response, request.method == "HEAD")?;
         if close {
@@ -182,13 +189,34 @@ fn serve(stream: TcpStream, handler: Handler) -> io::Result<()> {
     }
 }
 
-fn read_head<R: BufRead>(reader: &mut R) -> io::Result<Option<Vec<String>>> {
+/// Closes with SO_LINGER 0, so the peer sees a reset.
+fn reset(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a correctly sized `linger` value.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// The head's lines; bytes that are not UTF-8 (obs-text in a header value) become U+FFFD.
+pub(crate) fn read_head<R: BufRead>(reader: &mut R) -> io::Result<Option<Vec<String>>> {
     let mut lines = Vec::new();
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let mut raw = Vec::new();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
             return Ok(None);
         }
+        let line = String::from_utf8_lossy(&raw);
         let line = line.trim_end_matches(['\r', '\n']).to_string();
         if line.is_empty() {
             if lines.is_empty() {
@@ -200,7 +228,7 @@ fn read_head<R: BufRead>(reader: &mut R) -> io::Result<Option<Vec<String>>> {
     }
 }
 
-fn parse_headers(lines: &[String]) -> Vec<(String, String)> {
+pub(crate) fn parse_headers(lines: &[String]) -> Vec<(String, String)> {
     lines
         .iter()
         .filter_map(|l| l.split_once(':'))
@@ -208,7 +236,10 @@ fn parse_headers(lines: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn read_body<R: BufRead>(reader: &mut R, headers: &[(String, String)]) -> io::Result<Vec<u8>> {
+pub(crate) fn read_body<R: BufRead>(
+    reader: &mut R,
+    headers: &[(String, String)],
+) -> io::Result<Vec<u8>> {
     let get = |name: &str| {
         headers
             .iter()
@@ -331,8 +362,16 @@ impl Call {
 
     /// Sends on a new connection to 127.0.0.1:`port` and reads the whole answer.
     pub fn send(&self, port: u16) -> io::Result<Response> {
-        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        send_raw(port, &self.to_bytes(), self.method == "HEAD")
+    }
+
+    /// The request as it goes on the wire (`connection: close`).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.wire(false)
+    }
+
+    /// The request as it goes on the wire, on a connection kept open or closed after it.
+    pub fn wire(&self, keep_alive: bool) -> Vec<u8> {
         let mut head = format!("{} {} HTTP/1.1\r\n", self.method, self.target);
         if !self
             .headers
@@ -353,37 +392,52 @@ impl Call {
                 head.push_str(&format!("content-length: {}\r\n", body.len()));
             }
         }
-        head.push_str("connection: close\r\n\r\n");
+        if !keep_alive {
+            head.push_str("connection: close\r\n");
+        }
+        head.push_str("\r\n");
         let mut bytes = head.into_bytes();
         if let Some(body) = &self.body {
             bytes.extend_from_slice(body);
         }
-        stream.write_all(&bytes)?;
-        let mut reader = BufReader::new(stream);
-        let lines = read_head(&mut reader)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no response"))?;
-        let status = lines[0]
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, lines[0].clone()))?;
-        let headers = parse_headers(&lines[1..]);
-        let has_length = headers.iter().any(|(n, _)| {
-            n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding")
-        });
-        let body = if self.method == "HEAD" {
-            Vec::new()
-        } else if has_length {
-            read_body(&mut reader, &headers)?
-        } else {
-            let mut rest = Vec::new();
-            reader.read_to_end(&mut rest)?;
-            rest
-        };
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        bytes
     }
+}
+
+/// Writes `request` byte for byte on a new connection to 127.0.0.1:`port` and reads the answer.
+pub fn send_raw(port: u16, request: &[u8], head: bool) -> io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(request)?;
+    let mut reader = BufReader::new(stream);
+    read_response(&mut reader, head)
+}
+
+/// Reads one response (head and body) from `reader`.
+pub(crate) fn read_response<R: BufRead>(reader: &mut R, head: bool) -> io::Result<Response> {
+    let lines = read_head(reader)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no response"))?;
+    let status = lines[0]
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, lines[0].clone()))?;
+    let headers = parse_headers(&lines[1..]);
+    let has_length = headers.iter().any(|(n, _)| {
+        n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding")
+    });
+    let body = if head {
+        Vec::new()
+    } else if has_length {
+        read_body(reader, &headers)?
+    } else {
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest)?;
+        rest
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }

@@ -4,5 +4,8 @@
 pub mod compare;
 pub mod envoy;
 pub mod http;
+pub mod lds;
+pub mod load;
 pub mod scenario;
 pub mod services;
+pub mod traffic;

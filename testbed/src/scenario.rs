@@ -229,12 +229,34 @@ impl Bed {
         Bed::start_on_workers(listeners, envoy_normalize, 1, prepare)
     }
 
+    /// As `start_with`, with the rendered Envoy config passed through `edit` first (a setting
+    /// the templates do not expose, e.g. `use_remote_address`).
+    pub fn start_edited(
+        listeners: &[Listener],
+        envoy_normalize: bool,
+        edit: impl FnOnce(String) -> String,
+    ) -> Bed {
+        Bed::start_full(listeners, envoy_normalize, 1, |_| {}, edit)
+    }
+
     /// As `start_prepared`, with `workers` Envoy worker threads.
     pub fn start_on_workers(
         listeners: &[Listener],
         envoy_normalize: bool,
         workers: u32,
         prepare: impl FnOnce(&JwksServer),
+    ) -> Bed {
+        Bed::start_full(listeners, envoy_normalize, workers, prepare, |config| {
+            config
+        })
+    }
+
+    fn start_full(
+        listeners: &[Listener],
+        envoy_normalize: bool,
+        workers: u32,
+        prepare: impl FnOnce(&JwksServer),
+        edit: impl FnOnce(String) -> String,
     ) -> Bed {
         let (authz_server, authz) =
             services::start_ext_authz().unwrap_or_else(|e| panic!("authz service: {e}"));
@@ -248,8 +270,9 @@ impl Bed {
             upstream: echo_server.port(),
             jwks: jwks_server.port(),
         };
-        let config =
-            render_config(listeners, ports, envoy_normalize).unwrap_or_else(|e| panic!("{e}"));
+        let config = edit(
+            render_config(listeners, ports, envoy_normalize).unwrap_or_else(|e| panic!("{e}")),
+        );
         let envoy = Envoy::start_with_workers(&config, workers).unwrap_or_else(|e| panic!("{e}"));
         Bed {
             envoy,

@@ -99,8 +99,12 @@ pub fn sample_decision(request: &Request) -> Response {
     }
 }
 
+/// The size of the `/_big/…` answers.
+pub const BIG_BODY: usize = 10 << 20;
+
 /// Faults selected by the check path, so one service can play every failure:
-/// `/_status/<code>/…`, `/_sleep/<ms>/…`, `/_close/…`, `/_garbage/…`, `/_set/…` (allow, with the
+/// `/_status/<code>/…`, `/_sleep/<ms>/…`, `/_close/…`, `/_reset/…` (half an answer, then a TCP
+/// reset), `/_big/<code>/…` (a 10 MiB body), `/_garbage/…`, `/_set/…` (allow, with the
 /// headers named in the `x-answer-*` request headers copied into the answer), `/_cacheable/…` (the
 /// sample decision, marked `cache-control: max-age=60`).
 fn fault(request: &Request) -> Option<Reply> {
@@ -126,6 +130,18 @@ fn fault(request: &Request) -> Option<Reply> {
             sample_decision(request).header("cache-control", "max-age=60"),
         )),
         "_close" => Some(Reply::Close),
+        "_reset" => Some(Reply::Reset(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial".to_vec(),
+        )),
+        "_big" => {
+            // `/_big/<status>/…`: that status with a 10 MiB body.
+            let code: u16 = segments.next()?.parse().ok()?;
+            Some(Reply::Respond(
+                Response::new(code)
+                    .header("content-type", "text/plain")
+                    .body(vec![b'x'; BIG_BODY]),
+            ))
+        }
         "_garbage" => Some(Reply::Raw(b"HTTP/1.1 banana\r\n\r\n".to_vec())),
         "_answer" => {
             // Answer with the status in x-answer-status and every x-answer-set-<name> header as <name>.
@@ -166,6 +182,7 @@ type Answer = (u16, String, u64);
 #[derive(Clone, Default)]
 pub struct JwksServer {
     answers: Arc<Mutex<BTreeMap<String, Answer>>>,
+    faults: Arc<Mutex<BTreeMap<String, Reply>>>,
     pub requests: Recorder,
 }
 
@@ -179,6 +196,19 @@ impl JwksServer {
     pub fn set_slow(&self, path: &str, status: u16, body: &str, delay_ms: u64) {
         if let Ok(mut answers) = self.answers.lock() {
             answers.insert(path.to_string(), (status, body.to_string(), delay_ms));
+        }
+    }
+
+    /// Makes `path` answer with `reply` (a reset, garbage …) until `clear_fault`.
+    pub fn set_fault(&self, path: &str, reply: Reply) {
+        if let Ok(mut faults) = self.faults.lock() {
+            faults.insert(path.to_string(), reply);
+        }
+    }
+
+    pub fn clear_fault(&self, path: &str) {
+        if let Ok(mut faults) = self.faults.lock() {
+            faults.remove(path);
         }
     }
 
@@ -198,6 +228,14 @@ pub fn start_jwks() -> std::io::Result<(Server, JwksServer)> {
     let state = jwks.clone();
     let handler: Handler = Arc::new(move |request: &Request| {
         state.requests.push(request);
+        if let Some(fault) = state
+            .faults
+            .lock()
+            .ok()
+            .and_then(|f| f.get(request.path()).cloned())
+        {
+            return fault;
+        }
         let answer = state
             .answers
             .lock()

@@ -778,3 +778,25 @@ fn workload_cached_token_requests() {
         assert_eq!(request.on_request_headers(&fresh, true), Action::Continue);
     }
 }
+
+#[test]
+fn an_escaped_nul_or_two_hosts_get_400_before_any_policy_or_callout() {
+    for (path, authority) in [
+        ("/ip%00", "httpbin"),
+        ("/headers/%00/..", "httpbin"),
+        ("/headers", "other.example.com,httpbin"),
+    ] {
+        let host = FakeHost::new().with_request("GET", path, authority);
+        let mut request = request_with(TUTORIAL, &host);
+        assert_eq!(request.on_request_headers(&host, true), Action::Pause);
+        let reply = host.last_reply().unwrap();
+        assert_eq!((reply.status, reply.body.as_str()), (400, ""), "{path}");
+        assert!(host.dispatched.borrow().is_empty(), "{path}");
+        assert_eq!(host.metric("inline_authz.denied_by.invalid_request"), 1);
+    }
+    // Under NONE the path is not normalized, so nothing refuses it.
+    let host = FakeHost::new().with_request("GET", "/ip%00", "httpbin");
+    let none = TUTORIAL.replacen('{', r#"{"pathNormalization": "NONE","#, 1);
+    let mut request = request_with(&none, &host);
+    assert_eq!(request.on_request_headers(&host, true), Action::Continue);
+}
