@@ -27,6 +27,15 @@ pub fn is_protected(name: &str) -> bool {
     name.starts_with(':') || name.eq_ignore_ascii_case("host")
 }
 
+/// A header as the host hands it over, as text: the name lowercased and the value's bytes reused
+/// in place (no copy unless a byte is not UTF-8, which becomes U+FFFD).
+pub fn as_text((mut name, value): (String, Vec<u8>)) -> (String, String) {
+    name.make_ascii_lowercase();
+    let value = String::from_utf8(value)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
+    (name, value)
+}
+
 /// The first value of a header in a plain header list (lowercase names).
 pub fn first<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
@@ -52,6 +61,18 @@ pub fn apply(headers: &mut Vec<(String, String)>, mutations: &[HeaderMutation]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_headers_become_lowercase_text_with_invalid_bytes_replaced() {
+        assert_eq!(
+            as_text(("X-Tenant".to_string(), b"ok".to_vec())),
+            ("x-tenant".to_string(), "ok".to_string())
+        );
+        assert_eq!(
+            as_text(("x-t".to_string(), b"blocked\xff".to_vec())),
+            ("x-t".to_string(), "blocked\u{fffd}".to_string())
+        );
+    }
 
     #[test]
     fn set_replaces_append_keeps_remove_drops() {

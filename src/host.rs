@@ -118,12 +118,7 @@ mod proxy {
             let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(n, v)| {
-                    (
-                        n.to_ascii_lowercase(),
-                        String::from_utf8_lossy(&v).into_owned(),
-                    )
-                })
+                .map(crate::headers::as_text)
                 .collect();
             let mut response = CallResponse {
                 headers,

@@ -10,12 +10,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::sleep;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use testbed::http::{Call, Reply};
+use testbed::http::{reset, Call, Reply};
 use testbed::load::{self, Tally};
 use testbed::scenario::{Bed, Listener};
 
@@ -361,5 +362,34 @@ fn memory_does_not_grow_over_repeated_load() {
         after <= warm + 256 * 1024,
         "the VM's memory grew from {warm} to {after} bytes under the same load"
     );
+    assert_envoy_healthy();
+}
+
+#[test]
+fn clients_that_hang_up_during_the_check_leave_nothing_behind() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Each client sends a request whose check is in flight (slow service, or a healthy one) and
+    // leaves at once: with a FIN, or with a reset. Envoy cancels the callout with the stream.
+    for listener in ["slow-closed", "healthy-closed", "slow-open"] {
+        for n in 0..200u64 {
+            let Ok(mut stream) = TcpStream::connect(("127.0.0.1", BED.port(listener))) else {
+                continue;
+            };
+            let _ = stream.write_all(&checked_get()(n));
+            if n % 2 == 0 {
+                reset(&stream);
+            }
+            drop(stream);
+        }
+    }
+    sleep(Duration::from_millis(1500));
+    for (listener, expected) in [
+        ("slow-closed", 403),
+        ("healthy-closed", 200),
+        ("slow-open", 200),
+    ] {
+        let what = format!("{listener} after 200 hang-ups");
+        phase_on(listener, &what, &[expected], checked_get());
+    }
     assert_envoy_healthy();
 }

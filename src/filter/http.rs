@@ -406,12 +406,7 @@ impl AuthzRequest {
         let mut headers: Vec<(String, String)> = host
             .request_headers()
             .into_iter()
-            .map(|(n, v)| {
-                (
-                    n.to_ascii_lowercase(),
-                    String::from_utf8_lossy(&v).into_owned(),
-                )
-            })
+            .map(headers::as_text)
             .collect();
         let raw_path = find(&headers, ":path").unwrap_or("/").to_string();
         if is_refused(&raw_path, self.config.path_normalization)

@@ -189,8 +189,8 @@ fn serve(stream: TcpStream, handler: Handler) -> io::Result<()> {
     }
 }
 
-/// Closes with SO_LINGER 0, so the peer sees a reset.
-fn reset(stream: &TcpStream) {
+/// Sets SO_LINGER 0: when the last handle of `stream` is closed, the peer sees a reset, not a FIN.
+pub fn reset(stream: &TcpStream) {
     use std::os::fd::AsRawFd;
     let linger = libc::linger {
         l_onoff: 1,

@@ -779,6 +779,39 @@ fn workload_cached_token_requests() {
     }
 }
 
+/// Not a check: a workload for `valgrind --tool=callgrind` to count the instructions of the
+/// CUSTOM path per request, check request to resumed request (run with `--ignored`).
+#[test]
+#[ignore]
+fn workload_custom_requests() {
+    let parsed = Rc::new(
+        Config::parse(
+            provider_with(r#", "includeRequestHeadersInCheck": ["x-ext-authz"]"#).as_bytes(),
+        )
+        .unwrap(),
+    );
+    let host = FakeHost::new()
+        .with_request("GET", "/bench", "gateway.example")
+        .with_request_header("user-agent", "wrk")
+        .with_request_header("accept", "*/*")
+        .with_request_header("x-ext-authz", "allow")
+        .with_request_header("x-request-id", "3f1c5c1e-9a3b-4a59-9f1e-5b0c3a8e7d21");
+    let shared = shared_for(&parsed, &host);
+    let n: u32 = std::env::var("WORKLOAD_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    for i in 0..n {
+        let fresh = FakeHost::new();
+        *fresh.request_headers.borrow_mut() = host.request_headers.borrow().clone();
+        fresh.answering(200, &[("x-ext-authz-check-result", "allowed")], "");
+        let mut request = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), i);
+        assert_eq!(request.on_request_headers(&fresh, true), Action::Pause);
+        answer(&mut request, &fresh, 100 + 1);
+        assert_eq!(fresh.resumed.get(), 1);
+    }
+}
+
 #[test]
 fn an_escaped_nul_or_two_hosts_get_400_before_any_policy_or_callout() {
     for (path, authority) in [
