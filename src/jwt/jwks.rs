@@ -23,7 +23,7 @@ impl fmt::Debug for Secret {
 pub enum KeyMaterial {
     Rsa(super::rsa::RsaKey),
     Ec(super::ecdsa::EcKey),
-    Ed25519(ed25519_compact::PublicKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
     Oct(Secret),
 }
 
@@ -114,8 +114,10 @@ fn material(key: &Value) -> Result<Option<KeyMaterial>, String> {
         },
         "OKP" => match field(key, "crv").ok_or("missing \"crv\"")? {
             "Ed25519" => KeyMaterial::Ed25519(
-                ed25519_compact::PublicKey::from_slice(&decoded(key, "x")?)
-                    .map_err(|_| "invalid Ed25519 key".to_string())?,
+                <[u8; 32]>::try_from(decoded(key, "x")?.as_slice())
+                    .ok()
+                    .and_then(|bytes| ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok())
+                    .ok_or_else(|| "invalid Ed25519 key".to_string())?,
             ),
             _ => return Ok(None),
         },

@@ -237,11 +237,18 @@ fn modexp<const LIMBS: usize>(
     if &s >= params.modulus() {
         return None;
     }
-    let exponent = Uint::<LIMBS>::from_u32(e);
-    let bits = 32 - e.leading_zeros() as usize;
-    let m = DynResidue::new(&s, *params)
-        .pow_bounded_exp(&exponent, bits)
-        .retrieve();
+    // Square-and-multiply over the exponent's bits. The exponent is public, so this needs no
+    // constant-time window: for e = 65537 it is 16 squarings and one multiplication, where the
+    // windowed `pow_bounded_exp` first builds a table of 16 powers and scans it at every step.
+    let base = DynResidue::new(&s, *params);
+    let mut power = base;
+    for bit in (0..31 - e.leading_zeros()).rev() {
+        power = power.square();
+        if (e >> bit) & 1 == 1 {
+            power = power.mul(&base);
+        }
+    }
+    let m = power.retrieve();
     let mut bytes = Vec::with_capacity(LIMBS * Limb::BYTES);
     for word in m.as_words().iter().rev() {
         bytes.extend_from_slice(&word.to_be_bytes());
