@@ -8,6 +8,7 @@ pub mod ecdsa;
 pub mod extract;
 pub mod host_crypto;
 pub mod jwks;
+pub mod montgomery;
 pub mod rsa;
 pub mod status;
 pub mod token;

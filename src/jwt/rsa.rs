@@ -1,45 +1,19 @@
 //! RSA signature verification (RS256/384/512: PKCS#1 v1.5, PS256/384/512: PSS with MGF1 and a
-//! salt as long as the hash) on crypto-bigint's Montgomery arithmetic, sized to the key. Only the
+//! salt as long as the hash) on Montgomery arithmetic sized to the key (`montgomery.rs`). Only the
 //! public operation `s^e mod n` is needed, with `e` = 3 or 65537 (the exponents Envoy accepts),
 //! which keeps the `.wasm` small and the check fast.
 
-use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
-use crypto_bigint::{Integer, Limb, Uint, U1024, U2048, U3072, U4096};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use super::montgomery::Modulus;
+
 /// An RSA public key: the modulus without leading zeros, the public exponent, and the Montgomery
-/// parameters of the modulus (computed once, when the key is read: they cost far more than a
-/// verification).
+/// constants of the modulus (computed once, when the key is read).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RsaKey {
     pub n: Vec<u8>,
     pub e: u32,
-    params: Params,
-}
-
-/// Montgomery parameters sized to the modulus.
-#[derive(Clone, PartialEq, Eq)]
-enum Params {
-    P1024(Box<DynResidueParams<{ U1024::LIMBS }>>),
-    P2048(Box<DynResidueParams<{ U2048::LIMBS }>>),
-    P3072(Box<DynResidueParams<{ U3072::LIMBS }>>),
-    P4096(Box<DynResidueParams<{ U4096::LIMBS }>>),
-}
-
-fn params_for<const LIMBS: usize>(n: &[u8]) -> Option<Box<DynResidueParams<LIMBS>>> {
-    let modulus = padded::<LIMBS>(n)?;
-    bool::from(modulus.is_odd()).then(|| Box::new(DynResidueParams::new(&modulus)))
-}
-
-impl Params {
-    fn of(n: &[u8]) -> Option<Params> {
-        Some(match n.len() {
-            0..=128 => Params::P1024(params_for(n)?),
-            129..=256 => Params::P2048(params_for(n)?),
-            257..=384 => Params::P3072(params_for(n)?),
-            _ => Params::P4096(params_for(n)?),
-        })
-    }
+    modulus: Modulus,
 }
 
 impl std::fmt::Debug for RsaKey {
@@ -120,8 +94,8 @@ impl RsaKey {
             Some(65537) => 65537,
             _ => return Err("RSA exponent must be 3 or 65537".into()),
         };
-        let params = Params::of(&n).ok_or("RSA modulus is not usable")?;
-        Ok(RsaKey { n, e, params })
+        let modulus = Modulus::new(&n).ok_or("RSA modulus is not usable")?;
+        Ok(RsaKey { n, e, modulus })
     }
 
     pub fn bits(&self) -> usize {
@@ -135,12 +109,7 @@ impl RsaKey {
         if signature.len() != self.n.len() {
             return None;
         }
-        match &self.params {
-            Params::P1024(p) => modexp(p, self.n.len(), signature, self.e),
-            Params::P2048(p) => modexp(p, self.n.len(), signature, self.e),
-            Params::P3072(p) => modexp(p, self.n.len(), signature, self.e),
-            Params::P4096(p) => modexp(p, self.n.len(), signature, self.e),
-        }
+        self.modulus.pow(signature, self.e)
     }
 
     /// RSASSA-PKCS1-v1_5 (RS256/384/512).
@@ -215,43 +184,4 @@ fn mgf1(hash: Hash, seed: &[u8], len: usize) -> Vec<u8> {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn padded<const LIMBS: usize>(bytes: &[u8]) -> Option<Uint<LIMBS>> {
-    let size = LIMBS * Limb::BYTES;
-    if bytes.len() > size {
-        return None;
-    }
-    let mut buffer = vec![0u8; size];
-    buffer[size - bytes.len()..].copy_from_slice(bytes);
-    Some(Uint::from_be_slice(&buffer))
-}
-
-fn modexp<const LIMBS: usize>(
-    params: &DynResidueParams<LIMBS>,
-    len: usize,
-    signature: &[u8],
-    e: u32,
-) -> Option<Vec<u8>> {
-    let s = padded::<LIMBS>(signature)?;
-    if &s >= params.modulus() {
-        return None;
-    }
-    // Square-and-multiply over the exponent's bits. The exponent is public, so this needs no
-    // constant-time window: for e = 65537 it is 16 squarings and one multiplication, where the
-    // windowed `pow_bounded_exp` first builds a table of 16 powers and scans it at every step.
-    let base = DynResidue::new(&s, *params);
-    let mut power = base;
-    for bit in (0..31 - e.leading_zeros()).rev() {
-        power = power.square();
-        if (e >> bit) & 1 == 1 {
-            power = power.mul(&base);
-        }
-    }
-    let m = power.retrieve();
-    let mut bytes = Vec::with_capacity(LIMBS * Limb::BYTES);
-    for word in m.as_words().iter().rev() {
-        bytes.extend_from_slice(&word.to_be_bytes());
-    }
-    Some(bytes.split_off(bytes.len() - len))
 }

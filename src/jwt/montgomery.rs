@@ -1,0 +1,219 @@
+//! `x^e mod n` for RSA's public operation: Montgomery multiplication (CIOS) on 32-bit limbs with
+//! 64-bit products, which wasm32 has as one instruction. Only public values pass through here (a
+//! signature, a public key, a public exponent), so nothing needs to run in constant time.
+
+/// An odd modulus with its Montgomery constants (computed once per key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Modulus {
+    /// Little-endian 32-bit limbs.
+    n: Vec<u32>,
+    /// `-n^-1 mod 2^32`.
+    n0: u32,
+    /// `R^2 mod n`, `R = 2^(32 * limbs)`.
+    r2: Vec<u32>,
+    /// The modulus length in bytes (results are this long).
+    len: usize,
+}
+
+/// Big-endian bytes to little-endian limbs, `limbs` of them (the bytes must fit).
+fn to_limbs(bytes: &[u8], limbs: usize) -> Vec<u32> {
+    let mut out = vec![0u32; limbs];
+    for (i, byte) in bytes.iter().rev().enumerate() {
+        out[i / 4] |= u32::from(*byte) << (8 * (i % 4));
+    }
+    out
+}
+
+/// `a >= b`, both `k` limbs.
+fn at_least(a: &[u32], b: &[u32]) -> bool {
+    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
+        if x != y {
+            return x > y;
+        }
+    }
+    true
+}
+
+/// `a -= b` over the limbs of `b`, returning the borrow.
+fn subtract(a: &mut [u32], b: &[u32]) -> bool {
+    let mut borrow = 0u64;
+    for (x, y) in a.iter_mut().zip(b) {
+        let d = u64::from(*x)
+            .wrapping_sub(u64::from(*y))
+            .wrapping_sub(borrow);
+        *x = d as u32;
+        borrow = (d >> 63) & 1;
+    }
+    borrow == 1
+}
+
+impl Modulus {
+    /// From big-endian bytes without leading zeros; `None` for an even or empty modulus.
+    pub fn new(n: &[u8]) -> Option<Modulus> {
+        if n.last().is_none_or(|b| b % 2 == 0) {
+            return None;
+        }
+        let k = n.len().div_ceil(4);
+        let limbs = to_limbs(n, k);
+        // n * inv = 1 mod 2^32 by Newton's iteration (each step doubles the correct bits).
+        let mut inv = 1u32;
+        for _ in 0..5 {
+            inv = inv.wrapping_mul(2u32.wrapping_sub(limbs[0].wrapping_mul(inv)));
+        }
+        // R^2 mod n by doubling 1 (64 * k times), reducing each time.
+        let mut r2 = vec![0u32; k];
+        r2[0] = 1;
+        for _ in 0..64 * k {
+            let mut carry = 0u32;
+            for limb in r2.iter_mut() {
+                let next = *limb >> 31;
+                *limb = *limb << 1 | carry;
+                carry = next;
+            }
+            if carry == 1 || at_least(&r2, &limbs) {
+                subtract(&mut r2, &limbs);
+            }
+        }
+        Some(Modulus {
+            n: limbs,
+            n0: inv.wrapping_neg(),
+            r2,
+            len: n.len(),
+        })
+    }
+
+    /// `a * b * R^-1 mod n` into `out` (`t` is scratch of `2k + 1` limbs): the product, then
+    /// one limb of Montgomery reduction at a time. Loops over zipped slices, so the hot loops
+    /// carry no bounds checks.
+    fn mul(&self, a: &[u32], b: &[u32], t: &mut [u32], out: &mut [u32]) {
+        let k = self.n.len();
+        t.iter_mut().for_each(|x| *x = 0);
+        for (i, &ai) in a.iter().enumerate() {
+            let ai = u64::from(ai);
+            let mut carry = 0u64;
+            for (tj, bj) in t[i..i + k].iter_mut().zip(b) {
+                let s = u64::from(*tj) + ai * u64::from(*bj) + carry;
+                *tj = s as u32;
+                carry = s >> 32;
+            }
+            t[i + k] = carry as u32;
+        }
+        for i in 0..k {
+            let m = u64::from(t[i].wrapping_mul(self.n0));
+            let mut carry = 0u64;
+            for (tj, nj) in t[i..i + k].iter_mut().zip(&self.n) {
+                let s = u64::from(*tj) + m * u64::from(*nj) + carry;
+                *tj = s as u32;
+                carry = s >> 32;
+            }
+            for tj in t[i + k..].iter_mut() {
+                if carry == 0 {
+                    break;
+                }
+                let s = u64::from(*tj) + carry;
+                *tj = s as u32;
+                carry = s >> 32;
+            }
+        }
+        out.copy_from_slice(&t[k..2 * k]);
+        if t[2 * k] != 0 || at_least(out, &self.n) {
+            subtract(out, &self.n);
+        }
+    }
+
+    /// `base^e mod n` as big-endian bytes of the modulus length; `None` when `base` (big-endian)
+    /// is longer than the modulus or not below it.
+    pub fn pow(&self, base: &[u8], e: u32) -> Option<Vec<u8>> {
+        let k = self.n.len();
+        if base.len() > self.len || e == 0 {
+            return None;
+        }
+        let x = to_limbs(base, k);
+        if at_least(&x, &self.n) {
+            return None;
+        }
+        let mut t = vec![0u32; 2 * k + 1];
+        let mut base_m = vec![0u32; k];
+        self.mul(&x, &self.r2, &mut t, &mut base_m);
+        let mut acc = base_m.clone();
+        let mut next = vec![0u32; k];
+        // Square-and-multiply over the bits below the top one: for e = 65537, 16 squarings and
+        // one multiplication.
+        for bit in (0..31 - e.leading_zeros()).rev() {
+            self.mul(&acc, &acc, &mut t, &mut next);
+            std::mem::swap(&mut acc, &mut next);
+            if (e >> bit) & 1 == 1 {
+                self.mul(&acc, &base_m, &mut t, &mut next);
+                std::mem::swap(&mut acc, &mut next);
+            }
+        }
+        let mut one = vec![0u32; k];
+        one[0] = 1;
+        self.mul(&acc, &one, &mut t, &mut next);
+        let mut bytes = Vec::with_capacity(4 * k);
+        for limb in next.iter().rev() {
+            bytes.extend_from_slice(&limb.to_be_bytes());
+        }
+        Some(bytes.split_off(bytes.len() - self.len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Schoolbook `base^e mod n` on u128 for small moduli.
+    fn reference(base: u128, e: u32, n: u128) -> u128 {
+        let mut acc = 1u128;
+        for _ in 0..e {
+            acc = acc * base % n;
+        }
+        acc
+    }
+
+    fn be(value: u128, len: usize) -> Vec<u8> {
+        value.to_be_bytes()[16 - len..].to_vec()
+    }
+
+    #[test]
+    fn small_moduli_match_schoolbook_arithmetic() {
+        for n in [3u128, 0xffff_fffb, 0x1_0000_000f, 0xffff_ffff_ffff_ffc5] {
+            let len = (128 - n.leading_zeros() as usize).div_ceil(8);
+            let modulus = Modulus::new(&be(n, len)).unwrap();
+            for base in [0u128, 1, 2, n / 3, n - 1] {
+                for e in [1u32, 2, 3, 17] {
+                    let got = modulus.pow(&be(base, len), e).unwrap();
+                    assert_eq!(got, be(reference(base, e, n), len), "{base}^{e} mod {n}");
+                }
+            }
+            assert_eq!(modulus.pow(&be(n, len), 3), None, "base not below n");
+        }
+    }
+
+    #[test]
+    fn large_moduli_match_crypto_bigint() {
+        use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
+        use crypto_bigint::{Encoding, U2048};
+        // An odd 2048-bit modulus and a base below it, from a fixed pattern.
+        let n: Vec<u8> = (0..256u32)
+            .map(|i| (i.wrapping_mul(151).wrapping_add(7) % 251) as u8 | (0x80 * u8::from(i == 0)))
+            .map(|b| b | 1)
+            .collect();
+        let base: Vec<u8> = (0..256u32).map(|i| (i * 13 % 256) as u8 & 0x7f).collect();
+        let modulus = Modulus::new(&n).unwrap();
+        let params = DynResidueParams::new(&U2048::from_be_slice(&n));
+        for e in [3u32, 65537] {
+            let expected = DynResidue::new(&U2048::from_be_slice(&base), params)
+                .pow(&U2048::from_u32(e))
+                .retrieve()
+                .to_be_bytes();
+            assert_eq!(modulus.pow(&base, e).unwrap(), expected.to_vec(), "e = {e}");
+        }
+    }
+
+    #[test]
+    fn even_or_empty_moduli_are_refused() {
+        assert_eq!(Modulus::new(&[]), None);
+        assert_eq!(Modulus::new(&[0x10, 0x02]), None);
+    }
+}
