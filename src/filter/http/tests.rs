@@ -752,6 +752,23 @@ fn the_probe_tells_a_host_with_verify_signature_from_one_without() {
     assert!(crate::filter::crypto::host_offers_verify_signature(&host));
 }
 
+/// Requests per callgrind workload: `WORKLOAD_N`, default 1000.
+fn workload_n() -> u32 {
+    std::env::var("WORKLOAD_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// A GET as the benchmark's wrk sends it.
+fn wrk_request(path: &str) -> FakeHost {
+    FakeHost::new()
+        .with_request("GET", path, "gateway.example")
+        .with_request_header("user-agent", "wrk")
+        .with_request_header("accept", "*/*")
+        .with_request_header("x-request-id", "3f1c5c1e-9a3b-4a59-9f1e-5b0c3a8e7d21")
+}
+
 /// Not a check: a workload for `valgrind --tool=callgrind` to count the instructions of the
 /// cached-token path per request (run with `--ignored`).
 #[test]
@@ -760,18 +777,10 @@ fn workload_cached_token_requests() {
     let v = vectors();
     let token = v["valid"]["RS256"].as_str().unwrap().to_string();
     let parsed = Rc::new(Config::parse(jwt_config("[]", &inline_jwks()).as_bytes()).unwrap());
-    let host = FakeHost::new()
-        .with_request("GET", "/headers?x=1", "gateway.example")
-        .with_request_header("user-agent", "wrk")
-        .with_request_header("accept", "*/*")
-        .with_request_header("x-request-id", "3f1c5c1e-9a3b-4a59-9f1e-5b0c3a8e7d21")
+    let host = wrk_request("/headers?x=1")
         .with_request_header("authorization", &format!("Bearer {token}"));
     let shared = shared_for(&parsed, &host);
-    let n: u32 = std::env::var("WORKLOAD_N")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1000);
-    for i in 0..n {
+    for i in 0..workload_n() {
         let fresh = FakeHost::new();
         *fresh.request_headers.borrow_mut() = host.request_headers.borrow().clone();
         let mut request = AuthzRequest::new(Rc::clone(&parsed), Rc::clone(&shared), i);
@@ -790,18 +799,9 @@ fn workload_custom_requests() {
         )
         .unwrap(),
     );
-    let host = FakeHost::new()
-        .with_request("GET", "/bench", "gateway.example")
-        .with_request_header("user-agent", "wrk")
-        .with_request_header("accept", "*/*")
-        .with_request_header("x-ext-authz", "allow")
-        .with_request_header("x-request-id", "3f1c5c1e-9a3b-4a59-9f1e-5b0c3a8e7d21");
+    let host = wrk_request("/bench").with_request_header("x-ext-authz", "allow");
     let shared = shared_for(&parsed, &host);
-    let n: u32 = std::env::var("WORKLOAD_N")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1000);
-    for i in 0..n {
+    for i in 0..workload_n() {
         let fresh = FakeHost::new();
         *fresh.request_headers.borrow_mut() = host.request_headers.borrow().clone();
         fresh.answering(200, &[("x-ext-authz-check-result", "allowed")], "");
