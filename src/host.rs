@@ -45,8 +45,7 @@ pub trait Host {
         body: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<u32, String>;
-    /// The answer to the callout now being delivered.
-    /// The answer to a `dispatch_http_call`; its body is copied into the VM only when
+    /// The answer to the callout now being delivered; its body is copied into the VM only when
     /// `wants_body(status)` says it will be used.
     fn call_response(&self, body_size: usize, wants_body: fn(Option<u32>) -> bool) -> CallResponse;
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);

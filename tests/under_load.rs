@@ -287,6 +287,11 @@ fn jwks_faults_under_load_keep_the_last_good_keys_and_rotation_takes_over() {
             tally.summary()
         );
     }
+    let limit = format!("{} bytes, over the 1048576-byte limit", big.len());
+    assert!(
+        BED.envoy.wait_for_log(&limit),
+        "the 10 MiB JWKS was refused by its size, unread"
+    );
 
     // Rotation: the endpoint now has only the new key. While the proxy catches up, a token of
     // either key may get 200 or 401; once it has, the new key's tokens pass and the old key's

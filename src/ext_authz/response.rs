@@ -52,10 +52,15 @@ pub enum CheckResponse {
     Error(ErrorKind),
 }
 
+/// A status Envoy's ext_authz treats as an error (5xx, or no final status): the failure mode.
+fn is_error_status(status: u32) -> bool {
+    !(200..500).contains(&status)
+}
+
 /// Whether `interpret` uses the body of an answer with this status: only a denial's body goes
 /// back to the caller, so the body of an allow or of an error is never copied into the VM.
 pub fn uses_body(status: Option<u32>) -> bool {
-    matches!(status, Some(s) if s != 200 && (200..500).contains(&s))
+    status.is_some_and(|s| s != 200 && !is_error_status(s))
 }
 
 pub fn interpret(provider: &Provider, response: Option<&CallResponse>) -> CheckResponse {
@@ -64,9 +69,7 @@ pub fn interpret(provider: &Provider, response: Option<&CallResponse>) -> CheckR
     };
     let status = match response.status() {
         None => return CheckResponse::Error(ErrorKind::NoResponse),
-        Some(s) if !(200..500).contains(&s) => {
-            return CheckResponse::Error(ErrorKind::BadStatus(s))
-        }
+        Some(s) if is_error_status(s) => return CheckResponse::Error(ErrorKind::BadStatus(s)),
         Some(s) => s,
     };
     let headers = response

@@ -11,8 +11,9 @@ use super::rsa::Hash;
 use super::status::JwtStatus;
 use super::token::{Alg, Jwt};
 
-/// jwt-compact's HMAC and Ed25519 `try_from_slice` panic on a slice of the wrong length, so the
-/// length is checked first: a wrong-length signature simply does not verify (jwt_verify_lib).
+/// jwt-compact's HMAC `try_from_slice` panics on a slice of the wrong length (so did its
+/// ed25519-compact backend), so the length is checked first: a wrong-length signature simply does
+/// not verify (jwt_verify_lib).
 fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, signature: &[u8], input: &[u8]) -> bool {
     if A::Signature::LENGTH.is_some_and(|length| length.get() != signature.len()) {
         return false;

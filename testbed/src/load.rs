@@ -3,13 +3,11 @@
 //! fault and soak tests use it to prove that nothing is lost and nothing unexpected comes back.
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::http::read_response;
+use crate::traffic::Connection;
 
 /// Builds the wire bytes of request number `n` (keep-alive: no `connection: close`).
 pub type MakeRequest = dyn Fn(u64) -> Vec<u8> + Send + Sync;
@@ -19,7 +17,7 @@ pub type MakeRequest = dyn Fn(u64) -> Vec<u8> + Send + Sync;
 pub struct Tally {
     /// Answers by HTTP status.
     pub statuses: BTreeMap<u16, u64>,
-    /// Requests that got no answer, by what went wrong (`connect`, `write: …`, `read: …`).
+    /// Requests that got no answer, by what went wrong (`connect: …`, `write: …`, `read: …`).
     pub unanswered: BTreeMap<String, u64>,
     pub elapsed: Duration,
 }
@@ -128,49 +126,20 @@ fn one_connection(
     make: &MakeRequest,
 ) -> Tally {
     let mut tally = Tally::default();
-    let lose = |tally: &mut Tally, why: String| *tally.unanswered.entry(why).or_default() += 1;
-    let mut connection: Option<BufReader<TcpStream>> = None;
+    let mut connection = Connection::with_timeout(port, answer_timeout);
     let mut n = first;
     while Instant::now() < deadline {
-        let request = make(n);
-        n += step;
-        if connection.is_none() {
-            match TcpStream::connect(("127.0.0.1", port)) {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    let _ = stream.set_read_timeout(Some(answer_timeout));
-                    connection = Some(BufReader::new(stream));
-                }
-                Err(e) => {
-                    lose(&mut tally, format!("connect: {}", e.kind()));
+        match connection.exchange(&make(n)).0 {
+            Ok(status) => *tally.statuses.entry(status).or_default() += 1,
+            Err(why) => {
+                if why.starts_with("connect") {
+                    // Nothing listening: do not spin.
                     thread::sleep(Duration::from_millis(10));
-                    continue;
                 }
+                *tally.unanswered.entry(why).or_default() += 1;
             }
         }
-        let Some(reader) = connection.as_mut() else {
-            continue;
-        };
-        if let Err(e) = reader.get_mut().write_all(&request) {
-            lose(&mut tally, format!("write: {}", e.kind()));
-            connection = None;
-            continue;
-        }
-        match read_response(reader, false) {
-            Ok(response) => {
-                *tally.statuses.entry(response.status).or_default() += 1;
-                if response
-                    .get("connection")
-                    .is_some_and(|c| c.eq_ignore_ascii_case("close"))
-                {
-                    connection = None;
-                }
-            }
-            Err(e) => {
-                lose(&mut tally, format!("read: {}", e.kind()));
-                connection = None;
-            }
-        }
+        n += step;
     }
     tally
 }

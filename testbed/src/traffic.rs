@@ -116,39 +116,56 @@ impl Drop for Traffic {
     }
 }
 
-/// A kept-alive connection to 127.0.0.1:`port`, reopened when the server closes it.
+/// A kept-alive connection to 127.0.0.1:`port`, reopened when the server closes it or fails.
 pub struct Connection {
     port: u16,
+    answer_timeout: Duration,
     reader: Option<BufReader<TcpStream>>,
 }
 
 impl Connection {
     pub fn new(port: u16) -> Connection {
-        Connection { port, reader: None }
+        Connection::with_timeout(port, Duration::from_secs(10))
+    }
+
+    /// As `new`, an answer due within `answer_timeout`.
+    pub fn with_timeout(port: u16, answer_timeout: Duration) -> Connection {
+        Connection {
+            port,
+            answer_timeout,
+            reader: None,
+        }
     }
 
     /// GET `path` on the open connection (opening one first if there is none).
     pub fn get(&mut self, path: &str) -> Outcome {
         let sent = Instant::now();
-        let outcome = |result, closed_by_server| Outcome {
+        let (result, closed_by_server) = self.exchange(&Call::get(path).wire(true));
+        Outcome {
             client: Client::KeepAlive,
             sent,
             path: path.to_string(),
             result,
             closed_by_server,
-        };
+        }
+    }
+
+    /// Writes one keep-alive request (its wire bytes) and reads the answer: its status, or what
+    /// went wrong (`connect: …`, `write: …`, `read: …`), and whether the server closed the
+    /// connection with it. A connection that failed or was closed is replaced on the next call.
+    pub fn exchange(&mut self, request: &[u8]) -> (Result<u16, String>, bool) {
         if self.reader.is_none() {
-            match connect(self.port) {
+            match connect(self.port, self.answer_timeout) {
                 Ok(stream) => self.reader = Some(BufReader::new(stream)),
-                Err(e) => return outcome(Err(format!("connect: {e}")), false),
+                Err(e) => return (Err(format!("connect: {e}")), false),
             }
         }
         let Some(reader) = self.reader.as_mut() else {
-            return outcome(Err("no connection".into()), false);
+            return (Err("no connection".into()), false);
         };
-        if let Err(e) = reader.get_mut().write_all(&Call::get(path).wire(true)) {
+        if let Err(e) = reader.get_mut().write_all(request) {
             self.reader = None;
-            return outcome(Err(format!("write: {e}")), false);
+            return (Err(format!("write: {e}")), false);
         }
         match read_response(reader, false) {
             Ok(response) => {
@@ -158,11 +175,11 @@ impl Connection {
                 if closed {
                     self.reader = None;
                 }
-                outcome(Ok(response.status), closed)
+                (Ok(response.status), closed)
             }
             Err(e) => {
                 self.reader = None;
-                outcome(Err(format!("read: {e}")), false)
+                (Err(format!("read: {e}")), false)
             }
         }
     }
@@ -170,7 +187,7 @@ impl Connection {
 
 fn on_new_connection(port: u16, path: &str) -> Outcome {
     let sent = Instant::now();
-    let result = connect(port)
+    let result = connect(port, Duration::from_secs(10))
         .map_err(|e| format!("connect: {e}"))
         .and_then(|mut stream| {
             stream
@@ -187,9 +204,9 @@ fn on_new_connection(port: u16, path: &str) -> Outcome {
     }
 }
 
-fn connect(port: u16) -> std::io::Result<TcpStream> {
+fn connect(port: u16, answer_timeout: Duration) -> std::io::Result<TcpStream> {
     let stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(answer_timeout))?;
     Ok(stream)
 }
