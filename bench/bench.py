@@ -315,7 +315,14 @@ def envoy_config(wasm, empty_wasm, authz_port, issuer, jwks):
     listeners = [
         listener("no-filter", []),
         listener("wasm-empty", [wasm_filter("empty", empty_wasm, "empty", "", "")]),
+        # The filter with nothing to do: what every request pays before any JWT or CUSTOM work.
+        listener("inline-authz-idle", [inline_authz("idle", wasm, {})]),
         listener("ext_authz-native", [native_ext_authz()]),
+        # The smallest callout a wasm filter can make (bench/empty-filter, `callout`).
+        listener(
+            "wasm-callout-minimal",
+            [wasm_filter("callout", empty_wasm, "empty", "", "callout")],
+        ),
         listener(
             "custom-wasm",
             [inline_authz("custom", wasm, custom_config(authz_port, cacheable=False))],
@@ -371,7 +378,15 @@ def scenarios():
     out = [
         dict(name="no-filter", listener="no-filter", tokens=None, group="floor"),
         dict(name="wasm-empty", listener="wasm-empty", tokens=None, group="floor"),
+        dict(name="inline-authz-idle", listener="inline-authz-idle", tokens=None, group="floor"),
         dict(name="ext_authz-native", listener="ext_authz-native", tokens=None, group="ext_authz"),
+        dict(
+            name="wasm-callout-minimal",
+            listener="wasm-callout-minimal",
+            tokens=None,
+            group="ext_authz",
+            native="ext_authz-native",
+        ),
         dict(
             name="custom-wasm",
             listener="custom-wasm",
@@ -532,7 +547,9 @@ def sanity_check(envoy, scenario):
         status = http_status(port, bad)
         if status != 401:
             problems.append(f"a {alg} token with a bad signature got {status}, not 401")
-    if scenario["listener"] in ("ext_authz-native", "custom-wasm", "custom-wasm-cacheable"):
+    if scenario["listener"] in (
+        "ext_authz-native", "wasm-callout-minimal", "custom-wasm", "custom-wasm-cacheable",
+    ):
         status = http_status(port, {"x-ext-authz": "deny"})
         if status != 403:
             problems.append(f"x-ext-authz: deny got {status}, not 403")
