@@ -775,8 +775,8 @@ def chart(plan, rows, path, title):
     names = [s["name"] for s in every][::-1]
     values = [rows[n]["vs_no_filter"] for n in names]
     colors = [
-        "#3477b5" if n.endswith("-wasm") or "-wasm-" in n or n == "custom-wasm"
-        else ("#bbbbbb" if n == "wasm-empty" else "#e08e2b")
+        "#3477b5" if n.endswith("-wasm") or "-wasm-" in n or n.startswith("inline-authz")
+        else ("#bbbbbb" if n in ("wasm-empty", "wasm-callout-minimal") else "#e08e2b")
         for n in names
     ]  # fmt: skip
     right.barh(names, values, color=colors)
@@ -786,7 +786,7 @@ def chart(plan, rows, path, title):
         if t and t["against"] == "no-filter":
             right.plot([t["ratio"]] * 2, [i - 0.4, i + 0.4], color="black", linewidth=1.5)
     right.axvline(1.0, color="#555555", linestyle="--", linewidth=0.8)
-    right.set_xlabel("RPS ratio to no filter (blue: inline-authz, orange: native, grey: empty wasm)\n"
+    right.set_xlabel("RPS ratio to no filter (blue: inline-authz, orange: native, grey: floor wasm filters)\n"
                      "(black tick: target against no filter)")
     right.set_title("every scenario against no filter at all")
     right.tick_params(axis="y", labelsize=8)

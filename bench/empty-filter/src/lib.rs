@@ -7,21 +7,46 @@
 //!   read, one `dispatch_http_call` to the cluster `authz` with the request's path and
 //!   `x-ext-authz`, `:status` of the answer read, then resume (200) or a bare 403. What Envoy's
 //!   wasm HTTP-call machinery costs, to set beside native `ext_authz` and the filter's CUSTOM.
+//! - `hostcall <kind>`: the empty filter plus four hostcalls of one kind per request (`headers`:
+//!   all request headers; `value`: one header value; `remove`: remove a header; `time`: the clock;
+//!   `metric`: increment a counter). `bench/hostcalls.py` sets them beside the empty filter: what
+//!   one hostcall costs inside Envoy.
 
+use std::hint::black_box;
 use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { callout: false }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { mode: Mode::Pass }) });
 }}
 
+#[derive(Clone, Copy)]
+enum Mode {
+    Pass,
+    Callout,
+    Hostcall(Hostcall, u32),
+}
+
+/// The hostcalls `hostcall <kind>` repeats.
+#[derive(Clone, Copy)]
+enum Hostcall {
+    Headers,
+    Value,
+    Remove,
+    Time,
+    Metric,
+}
+
+/// Hostcalls per request in `hostcall` mode: enough to stand out of the noise.
+const REPEAT: usize = 4;
+
 struct Root {
-    callout: bool,
+    mode: Mode,
 }
 
 impl Context for Root {}
@@ -32,7 +57,24 @@ impl RootContext for Root {
             .ok()
             .flatten()
             .unwrap_or_default();
-        self.callout = configuration.as_slice() == b"callout";
+        let configuration = String::from_utf8_lossy(&configuration);
+        self.mode = match configuration.split_once(' ') {
+            None if configuration == "callout" => Mode::Callout,
+            None if configuration.is_empty() => Mode::Pass,
+            Some(("hostcall", kind)) => {
+                let kind = match kind {
+                    "headers" => Hostcall::Headers,
+                    "value" => Hostcall::Value,
+                    "remove" => Hostcall::Remove,
+                    "time" => Hostcall::Time,
+                    "metric" => Hostcall::Metric,
+                    _ => return false,
+                };
+                let counter = hostcalls::define_metric(MetricType::Counter, "bench.hostcalls");
+                Mode::Hostcall(kind, counter.unwrap_or(0))
+            }
+            _ => return false,
+        };
         true
     }
 
@@ -41,10 +83,10 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        if self.callout {
-            Some(Box::new(Callout))
-        } else {
-            Some(Box::new(Pass))
+        match self.mode {
+            Mode::Pass => Some(Box::new(Pass)),
+            Mode::Callout => Some(Box::new(Callout)),
+            Mode::Hostcall(kind, counter) => Some(Box::new(Repeat { kind, counter })),
         }
     }
 }
@@ -55,6 +97,29 @@ impl Context for Pass {}
 
 impl HttpContext for Pass {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        Action::Continue
+    }
+}
+
+struct Repeat {
+    kind: Hostcall,
+    counter: u32,
+}
+
+impl Context for Repeat {}
+
+impl HttpContext for Repeat {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let headers = MapType::HttpRequestHeaders;
+        for _ in 0..REPEAT {
+            match self.kind {
+                Hostcall::Headers => drop(black_box(hostcalls::get_map_bytes(headers))),
+                Hostcall::Value => drop(black_box(hostcalls::get_map_value(headers, ":path"))),
+                Hostcall::Remove => drop(hostcalls::set_map_value(headers, "x-absent", None)),
+                Hostcall::Time => drop(black_box(hostcalls::get_current_time())),
+                Hostcall::Metric => drop(hostcalls::increment_metric(self.counter, 1)),
+            }
+        }
         Action::Continue
     }
 }
