@@ -345,8 +345,10 @@ impl AuthzRequest {
                 return;
             }
         }
+        // One clock read for the latency and the cache (each hostcall costs about a microsecond).
+        let now = host.now();
         if let Some(started) = self.call_started {
-            let elapsed = host.now().duration_since(started).unwrap_or_default();
+            let elapsed = now.duration_since(started).unwrap_or_default();
             self.shared
                 .metrics
                 .record(host, Metric::ExtAuthzLatencyMs, elapsed.as_millis() as u64);
@@ -357,7 +359,7 @@ impl AuthzRequest {
             return;
         };
         if let (Some(key), Some(answer)) = (self.cache_key.take(), response.as_ref()) {
-            if self.shared.decisions.offer(key, answer, seconds(host)) {
+            if self.shared.decisions.offer(key, answer, unix_seconds(now)) {
                 log::debug!("#{} ext_authz answer is cacheable: kept", self.context_id);
             }
         }
@@ -498,12 +500,14 @@ impl AuthzRequest {
             body,
             &source,
         );
+        // One clock read for the cache and the latency (each hostcall costs about a microsecond).
+        let now = host.now();
         // The key copies the whole check request: only built when answers can be cached.
         let key = (self.shared.decisions.capacity() > 0)
             .then(|| crate::ext_authz::cache::key(&provider.cluster, &request));
         let cached = key
             .as_ref()
-            .and_then(|key| self.shared.decisions.get(key, seconds(host)));
+            .and_then(|key| self.shared.decisions.get(key, unix_seconds(now)));
         if let Some(answer) = cached {
             self.shared
                 .metrics
@@ -528,7 +532,7 @@ impl AuthzRequest {
         ) {
             Ok(token) => {
                 self.state = State::Calling { token };
-                self.call_started = Some(host.now());
+                self.call_started = Some(now);
                 Verdict::Hold
             }
             Err(error) => {
@@ -808,11 +812,6 @@ impl Drop for AuthzRequest {
 pub const BODY_NEVER_DELIVERED: &str =
     "request body never reached the filter: includeRequestBodyInCheck needs \
      allow_on_headers_stop_iteration: true in Envoy's wasm PluginConfig; failing closed with 500";
-
-/// The host clock in whole seconds.
-fn seconds(host: &dyn Host) -> u64 {
-    unix_seconds(host.now())
-}
 
 /// Envoy hands addresses over as `ip:port` text.
 fn parse_ip(bytes: &[u8]) -> Option<IpAddr> {

@@ -833,3 +833,50 @@ fn an_escaped_nul_or_two_hosts_get_400_before_any_policy_or_callout() {
     let mut request = request_with(&none, &host);
     assert_eq!(request.on_request_headers(&host, true), Action::Continue);
 }
+
+/// Each hostcall costs about a microsecond inside Envoy (`bench/hostcalls.py`): the hostcalls of
+/// the common paths are part of the contract. Headers are read once, the clock at most once per
+/// callback.
+#[test]
+fn common_requests_make_the_fewest_hostcalls() {
+    let token = vectors()["valid"]["RS256"].as_str().unwrap().to_string();
+    let config = Rc::new(Config::parse(jwt_config("[]", &inline_jwks()).as_bytes()).unwrap());
+    let with_token = || {
+        FakeHost::new()
+            .with_request("GET", "/", "h")
+            .with_request_header("authorization", &format!("Bearer {token}"))
+    };
+    let first = with_token();
+    let shared = shared_for(&config, &first);
+    AuthzRequest::new(Rc::clone(&config), Rc::clone(&shared), 1).on_request_headers(&first, true);
+    // The same token again: verified from the cache, then removed from the request.
+    let again = with_token();
+    let mut request = AuthzRequest::new(Rc::clone(&config), Rc::clone(&shared), 2);
+    assert_eq!(request.on_request_headers(&again, true), Action::Continue);
+    assert_eq!(
+        *again.hostcalls.borrow(),
+        [
+            "request_headers",
+            "now",
+            "increment_metric",
+            "set_request_header"
+        ]
+    );
+
+    // A CUSTOM check: headers, clock, dispatch; then the answer: clock, latency, verdict, resume.
+    let host = FakeHost::new().with_request("GET", "/headers", "httpbin");
+    let mut request = request_with(TUTORIAL, &host);
+    host.hostcalls.borrow_mut().clear();
+    assert_eq!(request.on_request_headers(&host, true), Action::Pause);
+    assert_eq!(
+        *host.hostcalls.borrow(),
+        ["request_headers", "now", "dispatch_http_call"]
+    );
+    host.hostcalls.borrow_mut().clear();
+    host.answering(200, &[], "");
+    answer(&mut request, &host, 101);
+    assert_eq!(
+        *host.hostcalls.borrow(),
+        ["now", "record_metric", "increment_metric", "resume_request"]
+    );
+}
