@@ -7,7 +7,8 @@
 //   node --no-liftoff bench/vm/run.js [--wasm FILE] [--requests N] [--scenario NAME]...
 //
 // Scenarios: idle (no rules), jwt-<ALG>-one (one token repeated), jwt-<ALG>-many (distinct
-// tokens), custom (one CUSTOM provider, every request checked, the service answers 200).
+// tokens), custom (one CUSTOM provider, every request checked, the service answers 200),
+// custom-cacheable (the same, answered with `cache-control: max-age=60`: the decision cache hits).
 // ALG: RS256, ES256, EdDSA, PS256; the tokens and JWKS come from bench/.work/tokens (bench/run
 // makes them; `python3 bench/tokens.py` alone does too). The host has no `verify_signature`, so
 // RS*/ES* signatures are checked by the filter's pure-Rust backend here.
@@ -61,9 +62,10 @@ function serializePairs(pairs) {
 function scenario(name) {
   const read = (file) => fs.readFileSync(path.join(TOKENS, file), 'utf8');
   if (name === 'idle') return { config: {}, tokens: [] };
-  if (name === 'custom') {
+  if (name === 'custom' || name === 'custom-cacheable') {
     const provider = { service: 'authz', port: 9000, cluster: 'authz', timeout: '10s', includeRequestHeadersInCheck: ['x-ext-authz'] };
-    return { config: { extensionProviders: [{ name: 'authz', envoyExtAuthzHttp: provider }] }, tokens: [] };
+    const cacheable = name === 'custom-cacheable';
+    return { config: { extensionProviders: [{ name: 'authz', envoyExtAuthzHttp: provider }] }, tokens: [], cacheable };
   }
   const m = /^jwt-(RS256|ES256|EdDSA|PS256)-(one|many)$/.exec(name);
   if (!m) throw new Error(`unknown scenario ${name}`);
@@ -73,7 +75,7 @@ function scenario(name) {
 }
 
 function run(name) {
-  const { config, tokens } = scenario(name);
+  const { config, tokens, cacheable } = scenario(name);
   const configuration = enc.encode(JSON.stringify(config));
   const module = new WebAssembly.Module(fs.readFileSync(args.wasm));
   let exports;
@@ -96,7 +98,8 @@ function run(name) {
   let request = null;
   let replies = 0;
   let callToken = 0;
-  const answer = serializePairs([[':status', '200'], ['content-length', '0'], ['date', 'Mon, 23 Nov 2026 20:00:00 GMT']]);
+  const answer = serializePairs([[':status', '200'], ['content-length', '0'], ['date', 'Mon, 23 Nov 2026 20:00:00 GMT'],
+    ...(cacheable ? [['cache-control', 'max-age=60']] : [])]);
   const nowNs = BigInt(Date.now()) * 1000000n;
   const host = {
     proxy_log: () => OK,

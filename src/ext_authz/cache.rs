@@ -4,6 +4,8 @@
 //! method, path and query, every forwarded and added header, and the body: everything the service
 //! sees, compared in full. 5xx answers and failures are never cached. Bounded per VM.
 
+use std::rc::Rc;
+
 use super::{CallResponse, CheckRequest};
 use crate::expiring::ExpiringMap;
 
@@ -72,8 +74,9 @@ pub fn max_age(response: &CallResponse) -> Option<u64> {
         .map(|age| age.min(MAX_AGE_CAP))
 }
 
+/// Answers are shared (`Rc`): a hit hands out the stored answer without copying its headers.
 #[derive(Debug)]
-pub struct DecisionCache(ExpiringMap<[u8], CallResponse>);
+pub struct DecisionCache(ExpiringMap<[u8], Rc<CallResponse>>);
 
 impl DecisionCache {
     pub fn new(capacity: usize) -> DecisionCache {
@@ -84,7 +87,7 @@ impl DecisionCache {
         self.0.capacity()
     }
 
-    pub fn get(&self, key: &[u8], now: u64) -> Option<CallResponse> {
+    pub fn get(&self, key: &[u8], now: u64) -> Option<Rc<CallResponse>> {
         self.0.get(key, now)
     }
 
@@ -94,7 +97,7 @@ impl DecisionCache {
             return false;
         };
         self.0
-            .insert(std::rc::Rc::from(key), response.clone(), now + age);
+            .insert(Rc::from(key), Rc::new(response.clone()), now + age);
         true
     }
 }
