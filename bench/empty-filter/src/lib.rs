@@ -13,7 +13,6 @@
 //!   one hostcall costs inside Envoy.
 
 use std::hint::black_box;
-use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
@@ -126,9 +125,9 @@ impl HttpContext for Repeat {
 
 struct Callout;
 
-fn request_header(name: &str) -> Rc<str> {
+fn request_header(name: &str) -> String {
     let value = hostcalls::get_map_value(MapType::HttpRequestHeaders, name);
-    Rc::from(value.ok().flatten().unwrap_or_default())
+    value.ok().flatten().unwrap_or_default()
 }
 
 impl Context for Callout {
@@ -156,9 +155,9 @@ impl HttpContext for Callout {
         let verdict = request_header("x-ext-authz");
         let headers = vec![
             (":method", "GET"),
-            (":path", &*path),
+            (":path", path.as_str()),
             (":authority", "authz"),
-            ("x-ext-authz", &*verdict),
+            ("x-ext-authz", verdict.as_str()),
         ];
         let timeout = Duration::from_secs(10);
         match hostcalls::dispatch_http_call("authz", headers, None, vec![], timeout) {
