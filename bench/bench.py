@@ -491,10 +491,11 @@ class Envoy:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 sys.exit(f"envoy exited with {self.proc.returncode}\n{self.log_tail()}")
-            if not self.admin_port and os.path.exists(self.admin_file):
-                text = open(self.admin_file).read().strip()
-                if text:
-                    self.admin_port = int(text.rsplit(":", 1)[1])
+            # Envoy writes this file in place, without a final newline: a read can catch it half
+            # written, so it is read again until the admin answers on the port it names.
+            if os.path.exists(self.admin_file):
+                port = open(self.admin_file).read().strip().rpartition(":")[2]
+                self.admin_port = int(port) if port.isdigit() else 0
             if self.admin_port:
                 try:
                     if self.admin("/ready").startswith("LIVE"):

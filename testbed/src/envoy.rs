@@ -213,15 +213,16 @@ impl Envoy {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("envoy exited with {status}"));
             }
-            if self.admin_port == 0 {
-                if let Ok(text) = fs::read_to_string(&admin_file) {
-                    self.admin_port = text
-                        .trim()
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| p.parse().ok())
-                        .unwrap_or(0);
-                }
+            // Envoy writes this file in place, without a final newline: a read can catch it half
+            // written (`127.0.0.1:4` of `127.0.0.1:43157`), so it is read again until the admin
+            // answers on the port it names.
+            if let Ok(text) = fs::read_to_string(&admin_file) {
+                self.admin_port = text
+                    .trim()
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
             }
             if self.admin_port != 0 && self.admin("/ready").is_ok_and(|r| r.starts_with("LIVE")) {
                 self.listeners = self.read_listeners()?;
