@@ -24,7 +24,9 @@ use crate::jwt::{
 };
 use crate::policy::matcher::{Cidr, HeaderNames, HostMatch, PathMatch, StringMatch};
 use crate::policy::path::PathNormalization;
-use crate::policy::{Attribute, Constraint, Policies, Policy, Rule, ValueMatch};
+use crate::policy::{
+    Attribute, Constraint, CustomPolicy, Needs, Policies, Policy, Rule, ValueMatch,
+};
 
 /// A configuration error: the field path (`policies[1].rules[0].to[0].operation.paths`) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,25 +54,12 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Which request properties the policies read, so the hot path asks the host only for those.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Needs {
-    pub source_ip: bool,
-    pub remote_ip: bool,
-    pub destination_ip: bool,
-    pub destination_port: bool,
-    pub sni: bool,
-    pub peer_principal: bool,
-}
-
 /// The compiled, validated configuration (Envoy's immutable `FilterConfig`).
 #[derive(Debug, Clone)]
 pub struct Config {
     pub jwt: JwtConfig,
     pub providers: Vec<Provider>,
     pub policies: Policies,
-    /// Index in `providers` of the one provider CUSTOM policies call.
-    pub custom_provider: Option<usize>,
     pub path_normalization: PathNormalization,
     pub needs: Needs,
     /// `exposeDenialReason`: local replies carry `x-inline-authz-denied-by`.
@@ -127,8 +116,10 @@ impl Config {
             .collect()
     }
 
+    /// The provider the first CUSTOM policy names, if any.
     pub fn custom_provider(&self) -> Option<&Provider> {
-        self.custom_provider.and_then(|i| self.providers.get(i))
+        let first = self.policies.custom.first()?;
+        self.providers.get(first.provider)
     }
 }
 
@@ -203,7 +194,10 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
                     }
                 }
                 custom_provider = Some((index, provider.name.clone()));
-                policies.custom.push(policy);
+                policies.custom.push(CustomPolicy {
+                    policy,
+                    provider: index,
+                });
             }
             "DENY" | "ALLOW" => {
                 if p.provider.is_some() {
@@ -236,21 +230,23 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
 
     // The plain "check everything" setup: one provider, no policy at all.
     if raw.policies.is_empty() && providers.len() == 1 {
-        policies.custom.push(Policy {
-            name: format!("{}-all-requests", providers[0].name),
-            rules: vec![Rule::default()],
-            dry_run: false,
+        policies.custom.push(CustomPolicy {
+            policy: Policy {
+                name: format!("{}-all-requests", providers[0].name),
+                rules: vec![Rule::default()],
+                dry_run: false,
+            },
+            provider: 0,
         });
-        custom_provider = Some((0, providers[0].name.clone()));
     }
 
-    let needs = needs_of(&policies);
+    let needs = policies.needs();
     let jwt = compile_jwt(&raw)?;
+    policies.challenge_tokenless = !jwt.is_empty();
     Ok(Config {
         jwt,
         providers,
         policies,
-        custom_provider: custom_provider.map(|(i, _)| i),
         path_normalization,
         needs,
         expose_denial_reason: raw.expose_denial_reason,
@@ -939,35 +935,6 @@ fn compile_condition(c: &RawCondition, at: &str) -> Result<Vec<Constraint>, Conf
         &format!("{at}.notValues"),
     )?;
     Ok(out)
-}
-
-fn needs_of(policies: &Policies) -> Needs {
-    let mut needs = Needs::default();
-    let all = policies
-        .custom
-        .iter()
-        .chain(&policies.deny)
-        .chain(&policies.allow);
-    for rule in all.flat_map(|p| &p.rules) {
-        let constraints = rule
-            .from
-            .iter()
-            .flatten()
-            .chain(rule.to.iter().flatten())
-            .chain(&rule.when);
-        for c in constraints {
-            match c.attribute {
-                Attribute::SourceIp => needs.source_ip = true,
-                Attribute::RemoteIp => needs.remote_ip = true,
-                Attribute::DestinationIp => needs.destination_ip = true,
-                Attribute::DestinationPort => needs.destination_port = true,
-                Attribute::Sni => needs.sni = true,
-                Attribute::PeerPrincipal | Attribute::Namespace => needs.peer_principal = true,
-                _ => {}
-            }
-        }
-    }
-    needs
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::policy::RequestAttributes;
+use crate::policy::{decide, Decision, RequestAttributes, Stage};
 use std::time::Duration;
 
 const TUTORIAL: &str = r#"{
@@ -48,7 +48,10 @@ fn tutorial_config_compiles_with_istio_defaults() {
         path: "/headers".into(),
         ..Default::default()
     };
-    assert!(config.policies.custom_match(&request).is_some());
+    assert!(matches!(
+        decide(&config.policies, &request, Stage::Authenticated),
+        Decision::Ask(_)
+    ));
 }
 
 #[test]
@@ -64,10 +67,14 @@ fn defaults_follow_envoy_when_options_are_left_out() {
     assert!(provider.upstream_on_allow.is_empty());
     assert_eq!(provider.body, None);
     // One provider and no policy: every request is checked.
-    assert!(config
-        .policies
-        .custom_match(&RequestAttributes::default())
-        .is_some());
+    assert!(matches!(
+        decide(
+            &config.policies,
+            &RequestAttributes::default(),
+            Stage::Authenticated
+        ),
+        Decision::Ask(_)
+    ));
 }
 
 #[test]

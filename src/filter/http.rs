@@ -14,7 +14,7 @@ use crate::ext_authz::{
 use crate::headers::{self, first as find, HeaderMutation};
 use crate::host::{unix_seconds, Host};
 use crate::policy::path::{is_refused, normalize, PathNormalization};
-use crate::policy::{LocalDecision, RequestAttributes};
+use crate::policy::{decide, Decision, Refusal, RequestAttributes, Stage, Verdict};
 
 use super::body_watch::{BodyDelivery, BodyWatch};
 use super::crypto::HostCrypto;
@@ -85,15 +85,15 @@ enum State {
 }
 
 /// Whether the request goes on now, or waits (callout in flight, or answered locally).
-enum Verdict {
+enum Verdict2 {
     Proceed,
     Hold,
 }
 
-fn action(verdict: Verdict) -> Action {
+fn action(verdict: Verdict2) -> Action {
     match verdict {
-        Verdict::Proceed => Action::Continue,
-        Verdict::Hold => Action::Pause,
+        Verdict2::Proceed => Action::Continue,
+        Verdict2::Hold => Action::Pause,
     }
 }
 
@@ -176,7 +176,7 @@ impl AuthzRequest {
             return;
         }
         self.state = State::NotStarted;
-        if let Verdict::Proceed = self.evaluate(host) {
+        if let Verdict2::Proceed = self.evaluate(host) {
             host.resume_request();
         }
     }
@@ -188,16 +188,20 @@ impl AuthzRequest {
     }
 
     /// Authentication, then CUSTOM, then DENY / ALLOW.
-    fn evaluate(&mut self, host: &dyn Host) -> Verdict {
+    fn evaluate(&mut self, host: &dyn Host) -> Verdict2 {
         if let Some(verdict) = self.authenticate(host) {
             return verdict;
         }
         let config = Rc::clone(&self.config);
-        let Some(custom) = config.policies.custom_match(&self.attributes) else {
+        let check = match decide(&config.policies, &self.attributes, Stage::Authenticated) {
+            Decision::Ask(checks) => checks.first().copied(),
+            Decision::Local(_) => None,
+        };
+        let Some(check) = check else {
             return self.decide_locally(host);
         };
-        self.custom_dry_run = custom.dry_run;
-        let Some(provider) = config.custom_provider() else {
+        self.custom_dry_run = check.dry_run;
+        let Some(provider) = config.providers.get(check.provider) else {
             log::error!("#{} CUSTOM policy without a provider", self.context_id);
             return self.reply_internal_error(host);
         };
@@ -221,7 +225,7 @@ impl AuthzRequest {
                     self.shared.body_watch.waiting(self.context_id, host.now());
                 }
                 self.state = State::Buffering;
-                return Verdict::Hold;
+                return Verdict2::Hold;
             }
             if let Some((size, _)) = self.early_body {
                 return self.check_with_body(host, provider, size);
@@ -231,7 +235,7 @@ impl AuthzRequest {
     }
 
     /// Verifies tokens; `Some` when the request was answered or must wait for keys.
-    fn authenticate(&mut self, host: &dyn Host) -> Option<Verdict> {
+    fn authenticate(&mut self, host: &dyn Host) -> Option<Verdict2> {
         let jwt = &self.config.jwt;
         if jwt.is_empty() {
             return None;
@@ -270,7 +274,7 @@ impl AuthzRequest {
                     self.context_id
                 );
                 self.state = State::WaitingForKeys { rule };
-                Some(Verdict::Hold)
+                Some(Verdict2::Hold)
             }
         }
     }
@@ -314,7 +318,7 @@ impl AuthzRequest {
         host: &dyn Host,
         provider: &Provider,
         body_size: usize,
-    ) -> Verdict {
+    ) -> Verdict2 {
         let max = provider.body.map_or(0, |b| b.max_request_bytes as usize);
         if body_size > max && provider.body.is_some_and(|b| !b.allow_partial_message) {
             return self.reply_too_large(host);
@@ -364,7 +368,7 @@ impl AuthzRequest {
             }
         }
         let outcome = interpret(provider, response.as_ref());
-        if let Verdict::Proceed = self.conclude(host, provider, outcome) {
+        if let Verdict2::Proceed = self.conclude(host, provider, outcome) {
             host.resume_request();
         }
     }
@@ -488,7 +492,7 @@ impl AuthzRequest {
         host: &dyn Host,
         provider: &Provider,
         body: Option<&RequestBody>,
-    ) -> Verdict {
+    ) -> Verdict2 {
         let source = RequestSource {
             headers: &self.attributes.headers,
             host,
@@ -533,7 +537,7 @@ impl AuthzRequest {
             Ok(token) => {
                 self.state = State::Calling { token };
                 self.call_started = Some(now);
-                Verdict::Hold
+                Verdict2::Hold
             }
             Err(error) => {
                 log::warn!(
@@ -557,7 +561,7 @@ impl AuthzRequest {
         host: &dyn Host,
         provider: &Provider,
         outcome: CheckResponse,
-    ) -> Verdict {
+    ) -> Verdict2 {
         let metrics = &self.shared.metrics;
         if self.custom_dry_run {
             match &outcome {
@@ -636,40 +640,43 @@ impl AuthzRequest {
 
     /// DENY then ALLOW policies; the request continues or gets `403 RBAC: access denied`. The
     /// dry-run policies are evaluated on their own and only counted and logged.
-    fn decide_locally(&mut self, host: &dyn Host) -> Verdict {
+    fn decide_locally(&mut self, host: &dyn Host) -> Verdict2 {
         let config = Rc::clone(&self.config);
-        let policies = &config.policies;
-        match policies.evaluate_shadow(&self.attributes) {
+        let Decision::Local(local) = decide(&config.policies, &self.attributes, Stage::Checked)
+        else {
+            return self.reply_internal_error(host);
+        };
+        match local.shadow {
             None => {}
-            Some(LocalDecision::Allow) => self
+            Some(Verdict::Allowed) => self
                 .shared
                 .metrics
                 .increment(host, Metric::RbacShadowAllowed),
-            Some(LocalDecision::Denied { policy }) => {
+            Some(Verdict::Denied { policy }) => {
                 log::info!("#{} dry run: policy {policy:?} would deny", self.context_id);
                 self.shared
                     .metrics
                     .increment(host, Metric::RbacShadowDenied);
                 self.shared.metrics.policy_denied(host, policy, true);
             }
-            Some(LocalDecision::NoAllowMatch) => {
+            Some(Verdict::NoAllowMatch) => {
                 log::info!("#{} dry run: no ALLOW policy would match", self.context_id);
                 self.shared
                     .metrics
                     .increment(host, Metric::RbacShadowDenied);
             }
         }
-        if policies.deny.is_empty() && policies.allow.is_empty() {
-            self.state = State::Allowed;
-            return Verdict::Proceed;
-        }
-        match policies.evaluate_local(&self.attributes) {
-            LocalDecision::Allow => {
+        match local.enforced {
+            None => {
+                self.state = State::Allowed;
+                Verdict2::Proceed
+            }
+            Some(Verdict::Allowed) => {
                 self.shared.metrics.increment(host, Metric::RbacAllowed);
                 self.state = State::Allowed;
-                Verdict::Proceed
+                Verdict2::Proceed
             }
-            LocalDecision::Denied { policy } => {
+            Some(Verdict::Denied { policy }) => {
                 log::info!(
                     "#{} denied by policy {policy:?}: DENY rule matched",
                     self.context_id
@@ -684,10 +691,10 @@ impl AuthzRequest {
                     RBAC_DENIED_BODY.as_bytes(),
                 )
             }
-            LocalDecision::NoAllowMatch => {
+            Some(Verdict::NoAllowMatch) => {
                 log::info!("#{} denied: no ALLOW policy matched", self.context_id);
                 self.shared.metrics.increment(host, Metric::RbacDenied);
-                if !self.config.jwt.is_empty() && self.attributes.auth.is_none() {
+                if local.refusal == Some(Refusal::TokenRequired) {
                     // No token at all: ask for one (RFC 6750), as the ingress tutorial shows.
                     return self.reply_jwt(host, JwtStatus::JwtMissed);
                 }
@@ -702,7 +709,7 @@ impl AuthzRequest {
         }
     }
 
-    fn reply_jwt(&mut self, host: &dyn Host, status: JwtStatus) -> Verdict {
+    fn reply_jwt(&mut self, host: &dyn Host, status: JwtStatus) -> Verdict2 {
         let challenge = www_authenticate(&self.attributes.headers, status);
         let body = status.message().as_bytes();
         self.reply(
@@ -714,7 +721,7 @@ impl AuthzRequest {
         )
     }
 
-    fn reply_too_large(&mut self, host: &dyn Host) -> Verdict {
+    fn reply_too_large(&mut self, host: &dyn Host) -> Verdict2 {
         log::info!(
             "#{} denied: request body over maxRequestBytes",
             self.context_id
@@ -729,7 +736,7 @@ impl AuthzRequest {
         )
     }
 
-    fn reply_internal_error(&mut self, host: &dyn Host) -> Verdict {
+    fn reply_internal_error(&mut self, host: &dyn Host) -> Verdict2 {
         self.reply(host, Denial::Internal, 500, &[], b"")
     }
 
@@ -742,7 +749,7 @@ impl AuthzRequest {
         status: u32,
         headers: &[(&str, &str)],
         body: &[u8],
-    ) -> Verdict {
+    ) -> Verdict2 {
         self.state = State::Replied;
         self.shared.metrics.increment(host, denial.metric());
         if self.config.expose_denial_reason {
@@ -753,7 +760,7 @@ impl AuthzRequest {
         } else {
             host.send_response(status, headers, body);
         }
-        Verdict::Hold
+        Verdict2::Hold
     }
 }
 

@@ -2,11 +2,13 @@
 //! Rules of a policy are OR-ed; `from`, `to`, `when` of a rule are AND-ed; list entries are OR-ed;
 //! `not*` fields exclude.
 
+pub mod decision;
 pub mod matcher;
 pub mod path;
 
 use std::net::IpAddr;
 
+pub use decision::{decide, Check, Decision, Local, Refusal, Stage, Verdict};
 use matcher::{Cidr, HostMatch, PathMatch, StringMatch};
 
 /// Authenticated request identity from a verified JWT (Istio's `request.auth.*`).
@@ -237,27 +239,38 @@ impl Policy {
     }
 }
 
+/// A CUSTOM policy and the provider it names (its index in `extensionProviders`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CustomPolicy {
+    pub policy: Policy,
+    pub provider: usize,
+}
+
 /// The compiled policies of one plugin, grouped by action.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policies {
     /// CUSTOM policies, enforced and dry-run (each knows which).
-    pub custom: Vec<Policy>,
+    pub custom: Vec<CustomPolicy>,
     pub deny: Vec<Policy>,
     pub allow: Vec<Policy>,
     /// Dry-run DENY / ALLOW policies: a shadow evaluation of their own, as Istio's shadow RBAC.
     pub dry_deny: Vec<Policy>,
     pub dry_allow: Vec<Policy>,
+    /// JWT rules exist: a request without a token that no ALLOW policy matches gets 401 asking
+    /// for one (the ingress tutorial's answer), not 403.
+    pub challenge_tokenless: bool,
 }
 
-/// The outcome of the DENY and ALLOW steps (Envoy's two RBAC filters).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalDecision<'a> {
-    /// No DENY matched and ALLOW passed (a policy matched, or there are none).
-    Allow,
-    /// A DENY policy matched.
-    Denied { policy: &'a str },
-    /// ALLOW policies exist and none matched.
-    NoAllowMatch,
+/// Which request properties the policies read (dry-run ones included), so the hot path asks the
+/// host only for those.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub source_ip: bool,
+    pub remote_ip: bool,
+    pub destination_ip: bool,
+    pub destination_port: bool,
+    pub sni: bool,
+    pub peer_principal: bool,
 }
 
 impl Policies {
@@ -269,44 +282,41 @@ impl Policies {
             && self.dry_allow.is_empty()
     }
 
-    /// The CUSTOM policy that applies to the request, if any: an enforced one first.
-    pub fn custom_match(&self, request: &RequestAttributes) -> Option<&Policy> {
+    /// Every policy, enforced and dry-run, of every action.
+    pub fn all(&self) -> impl Iterator<Item = &Policy> {
         self.custom
             .iter()
-            .filter(|p| !p.dry_run)
-            .chain(self.custom.iter().filter(|p| p.dry_run))
-            .find(|p| p.matches(request))
+            .map(|c| &c.policy)
+            .chain(&self.deny)
+            .chain(&self.allow)
+            .chain(&self.dry_deny)
+            .chain(&self.dry_allow)
     }
 
-    /// What the dry-run DENY / ALLOW policies alone would decide (`None` when there are none).
-    pub fn evaluate_shadow(&self, request: &RequestAttributes) -> Option<LocalDecision<'_>> {
-        if self.dry_deny.is_empty() && self.dry_allow.is_empty() {
-            return None;
+    /// The request properties any policy reads: a dry-run policy gets the same attributes as
+    /// an enforced one, so it counts what the enforced one would deny.
+    pub fn needs(&self) -> Needs {
+        let mut needs = Needs::default();
+        for rule in self.all().flat_map(|p| &p.rules) {
+            let constraints = rule
+                .from
+                .iter()
+                .flatten()
+                .chain(rule.to.iter().flatten())
+                .chain(&rule.when);
+            for c in constraints {
+                match c.attribute {
+                    Attribute::SourceIp => needs.source_ip = true,
+                    Attribute::RemoteIp => needs.remote_ip = true,
+                    Attribute::DestinationIp => needs.destination_ip = true,
+                    Attribute::DestinationPort => needs.destination_port = true,
+                    Attribute::Sni => needs.sni = true,
+                    Attribute::PeerPrincipal | Attribute::Namespace => needs.peer_principal = true,
+                    _ => {}
+                }
+            }
         }
-        if let Some(policy) = self.dry_deny.iter().find(|p| p.matches(request)) {
-            return Some(LocalDecision::Denied {
-                policy: &policy.name,
-            });
-        }
-        if self.dry_allow.is_empty() || self.dry_allow.iter().any(|p| p.matches(request)) {
-            Some(LocalDecision::Allow)
-        } else {
-            Some(LocalDecision::NoAllowMatch)
-        }
-    }
-
-    /// DENY, then ALLOW, as Istio's RBAC filters order them.
-    pub fn evaluate_local(&self, request: &RequestAttributes) -> LocalDecision<'_> {
-        if let Some(policy) = self.deny.iter().find(|p| p.matches(request)) {
-            return LocalDecision::Denied {
-                policy: &policy.name,
-            };
-        }
-        if self.allow.is_empty() || self.allow.iter().any(|p| p.matches(request)) {
-            LocalDecision::Allow
-        } else {
-            LocalDecision::NoAllowMatch
-        }
+        needs
     }
 }
 
@@ -400,40 +410,42 @@ mod tests {
     }
 
     #[test]
-    fn deny_wins_over_allow_and_allow_needs_a_match() {
-        let policies = Policies {
-            deny: vec![policy(
-                "no-admin",
-                vec![Rule {
-                    to: vec![vec![paths(&["/admin"], false)]],
-                    ..Default::default()
-                }],
-            )],
-            allow: vec![policy(
-                "get-only",
-                vec![Rule {
-                    to: vec![vec![text(Attribute::Method, &["GET"], false)]],
-                    ..Default::default()
-                }],
-            )],
-            ..Default::default()
+    fn dry_run_policies_are_read_for_the_properties_they_need() {
+        let constraint = |attribute| Constraint {
+            attribute,
+            values: vec![],
+            negated: false,
         };
-        assert_eq!(
-            policies.evaluate_local(&request("GET", "/admin")),
-            LocalDecision::Denied { policy: "no-admin" }
-        );
-        assert_eq!(
-            policies.evaluate_local(&request("GET", "/ip")),
-            LocalDecision::Allow
-        );
-        assert_eq!(
-            policies.evaluate_local(&request("POST", "/ip")),
-            LocalDecision::NoAllowMatch
-        );
-        assert_eq!(
-            Policies::default().evaluate_local(&request("POST", "/ip")),
-            LocalDecision::Allow
-        );
+        let dry = |attribute| Policy {
+            name: "dry".into(),
+            rules: vec![Rule {
+                when: vec![constraint(attribute)],
+                ..Default::default()
+            }],
+            dry_run: true,
+        };
+        let cases: [(Attribute, fn(&Needs) -> bool); 7] = [
+            (Attribute::SourceIp, |n| n.source_ip),
+            (Attribute::RemoteIp, |n| n.remote_ip),
+            (Attribute::DestinationIp, |n| n.destination_ip),
+            (Attribute::DestinationPort, |n| n.destination_port),
+            (Attribute::Sni, |n| n.sni),
+            (Attribute::PeerPrincipal, |n| n.peer_principal),
+            (Attribute::Namespace, |n| n.peer_principal),
+        ];
+        for (attribute, needed) in cases {
+            let deny = Policies {
+                dry_deny: vec![dry(attribute.clone())],
+                ..Default::default()
+            };
+            let allow = Policies {
+                dry_allow: vec![dry(attribute.clone())],
+                ..Default::default()
+            };
+            assert!(needed(&deny.needs()), "dry-run DENY on {attribute:?}");
+            assert!(needed(&allow.needs()), "dry-run ALLOW on {attribute:?}");
+        }
+        assert_eq!(Policies::default().needs(), Needs::default());
     }
 
     #[test]
