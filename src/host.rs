@@ -29,37 +29,86 @@ pub fn unix_seconds(at: SystemTime) -> u64 {
         .as_secs()
 }
 
-/// Every hostcall the filter needs, with errors turned into values (never a panic).
+/// A hostcall that failed: which call, and what the proxy answered. On the request path it ends
+/// the request closed (500), with one log line naming the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostError {
+    pub call: &'static str,
+    pub status: String,
+}
+
+impl HostError {
+    pub fn new(call: &'static str, status: impl std::fmt::Debug) -> HostError {
+        HostError {
+            call,
+            status: format!("{status:?}"),
+        }
+    }
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "hostcall {} failed: {}", self.call, self.status)
+    }
+}
+
+/// What a hostcall returns: its value, or which call failed.
+pub type HostResult<T> = Result<T, HostError>;
+
+/// Why a shared-data write did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedWrite {
+    /// Another VM wrote the key since it was read (compare-and-swap lost).
+    CasMismatch,
+    Failed,
+}
+
+/// Every hostcall the filter needs, with errors turned into values (never a panic). Metrics are
+/// best effort: a counter that cannot be written never changes a decision.
 pub trait Host {
     /// Request headers as the proxy holds them: lowercase names, raw value bytes.
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
-    fn set_request_header(&self, name: &str, value: Option<&str>);
-    fn add_request_header(&self, name: &str, value: &str);
+    fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>>;
+    fn set_request_header(&self, name: &str, value: Option<&str>) -> HostResult<()>;
+    fn add_request_header(&self, name: &str, value: &str) -> HostResult<()>;
     /// The first `max` bytes of the buffered request body.
-    fn request_body(&self, max: usize) -> Option<Vec<u8>>;
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    fn request_body(&self, max: usize) -> HostResult<Vec<u8>>;
+    /// A property (`source.address` …); `None` when the host has none for this request.
+    fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>>;
     fn dispatch_http_call(
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
         timeout: Duration,
-    ) -> Result<u32, String>;
+    ) -> HostResult<u32>;
     /// The answer to the callout now being delivered; its body is copied into the VM only when
     /// `wants_body(status)` says it will be used.
-    fn call_response(&self, body_size: usize, wants_body: fn(Option<u32>) -> bool) -> CallResponse;
-    fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
-    fn resume_request(&self);
-    fn add_response_header(&self, name: &str, value: &str);
-    fn now(&self) -> SystemTime;
+    fn call_response(
+        &self,
+        body_size: usize,
+        wants_body: fn(Option<u32>) -> bool,
+    ) -> HostResult<CallResponse>;
+    fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()>;
+    fn resume_request(&self) -> HostResult<()>;
+    fn add_response_header(&self, name: &str, value: &str) -> HostResult<()>;
+    /// The host's clock (never the wasm clock).
+    fn now(&self) -> HostResult<SystemTime>;
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
     fn increment_metric(&self, id: u32, delta: i64);
     fn record_metric(&self, id: u32, value: u64);
     /// Calls a host foreign function (Envoy's `verify_signature`).
     fn call_foreign(&self, name: &str, arguments: &[u8]) -> Result<Vec<u8>, ForeignError>;
+    /// A value shared by every VM of the proxy, with its compare-and-swap token.
+    fn shared_data(&self, key: &str) -> HostResult<(Option<Vec<u8>>, Option<u32>)>;
+    /// Writes a shared value; with `cas`, only if nobody wrote it since it was read.
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>)
+        -> Result<(), SharedWrite>;
+    fn set_tick_period(&self, period: Duration) -> HostResult<()>;
+    /// Makes the request `context_id` the one later hostcalls act on (from the root context).
+    fn set_effective_context(&self, context_id: u32) -> HostResult<()>;
 }
 
-/// The real host: proxy-wasm hostcalls, each `Result` handled.
+/// The real host: proxy-wasm hostcalls, each `Result` handed back.
 #[cfg(target_arch = "wasm32")]
 pub struct ProxyWasm;
 
@@ -67,35 +116,32 @@ pub struct ProxyWasm;
 mod proxy {
     use super::*;
     use proxy_wasm::hostcalls;
-    use proxy_wasm::types::{BufferType, MapType, MetricType};
+    use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
     impl Host for ProxyWasm {
-        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-            hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+        fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>> {
+            hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+                .map_err(|s| HostError::new("get_map_bytes(request headers)", s))
         }
 
-        fn set_request_header(&self, name: &str, value: Option<&str>) {
-            if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
-            {
-                log::warn!("set request header {name}: {status:?}");
-            }
+        fn set_request_header(&self, name: &str, value: Option<&str>) -> HostResult<()> {
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
+                .map_err(|s| HostError::new("set_map_value(request header)", s))
         }
 
-        fn add_request_header(&self, name: &str, value: &str) {
-            if let Err(status) = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)
-            {
-                log::warn!("add request header {name}: {status:?}");
-            }
+        fn add_request_header(&self, name: &str, value: &str) -> HostResult<()> {
+            hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)
+                .map_err(|s| HostError::new("add_map_value(request header)", s))
         }
 
-        fn request_body(&self, max: usize) -> Option<Vec<u8>> {
+        fn request_body(&self, max: usize) -> HostResult<Vec<u8>> {
             hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max)
-                .ok()
-                .flatten()
+                .map(Option::unwrap_or_default)
+                .map_err(|s| HostError::new("get_buffer(request body)", s))
         }
 
-        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-            hostcalls::get_property(path.to_vec()).ok().flatten()
+        fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+            hostcalls::get_property(path.to_vec()).map_err(|s| HostError::new("get_property", s))
         }
 
         fn dispatch_http_call(
@@ -104,18 +150,18 @@ mod proxy {
             headers: &[(&str, &str)],
             body: Option<&[u8]>,
             timeout: Duration,
-        ) -> Result<u32, String> {
+        ) -> HostResult<u32> {
             hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout)
-                .map_err(|status| format!("{status:?}"))
+                .map_err(|s| HostError::new("dispatch_http_call", s))
         }
 
         fn call_response(
             &self,
             body_size: usize,
             wants_body: fn(Option<u32>) -> bool,
-        ) -> CallResponse {
+        ) -> HostResult<CallResponse> {
             let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
-                .unwrap_or_default()
+                .map_err(|s| HostError::new("get_map_bytes(callout response headers)", s))?
                 .into_iter()
                 .map(crate::headers::as_text)
                 .collect();
@@ -126,35 +172,34 @@ mod proxy {
             if body_size > 0 && wants_body(response.status()) {
                 response.body =
                     hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                        .ok()
-                        .flatten()
+                        .map_err(|s| HostError::new("get_buffer(callout response body)", s))?
                         .unwrap_or_default();
             }
-            response
+            Ok(response)
         }
 
-        fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        fn send_response(
+            &self,
+            status: u32,
+            headers: &[(&str, &str)],
+            body: &[u8],
+        ) -> HostResult<()> {
             let body = (!body.is_empty()).then_some(body);
-            if let Err(status) = hostcalls::send_http_response(status, headers.to_vec(), body) {
-                log::error!("send local reply failed: {status:?}");
-            }
+            hostcalls::send_http_response(status, headers.to_vec(), body)
+                .map_err(|s| HostError::new("send_http_response", s))
         }
 
-        fn resume_request(&self) {
-            if let Err(status) = hostcalls::resume_http_request() {
-                log::error!("resume request failed: {status:?}");
-            }
+        fn resume_request(&self) -> HostResult<()> {
+            hostcalls::resume_http_request().map_err(|s| HostError::new("resume_http_request", s))
         }
 
-        fn add_response_header(&self, name: &str, value: &str) {
-            if let Err(status) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
-            {
-                log::warn!("add response header {name}: {status:?}");
-            }
+        fn add_response_header(&self, name: &str, value: &str) -> HostResult<()> {
+            hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
+                .map_err(|s| HostError::new("add_map_value(response header)", s))
         }
 
-        fn now(&self) -> SystemTime {
-            hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)
+        fn now(&self) -> HostResult<SystemTime> {
+            hostcalls::get_current_time().map_err(|s| HostError::new("get_current_time", s))
         }
 
         fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
@@ -177,9 +222,34 @@ mod proxy {
         fn call_foreign(&self, name: &str, arguments: &[u8]) -> Result<Vec<u8>, ForeignError> {
             match hostcalls::call_foreign_function(name, Some(arguments)) {
                 Ok(result) => Ok(result.unwrap_or_default()),
-                Err(proxy_wasm::types::Status::NotFound) => Err(ForeignError::NotFound),
+                Err(Status::NotFound) => Err(ForeignError::NotFound),
                 Err(_) => Err(ForeignError::Failed),
             }
+        }
+
+        fn shared_data(&self, key: &str) -> HostResult<(Option<Vec<u8>>, Option<u32>)> {
+            hostcalls::get_shared_data(key).map_err(|s| HostError::new("get_shared_data", s))
+        }
+
+        fn set_shared_data(
+            &self,
+            key: &str,
+            value: &[u8],
+            cas: Option<u32>,
+        ) -> Result<(), SharedWrite> {
+            hostcalls::set_shared_data(key, Some(value), cas).map_err(|s| match s {
+                Status::CasMismatch => SharedWrite::CasMismatch,
+                _ => SharedWrite::Failed,
+            })
+        }
+
+        fn set_tick_period(&self, period: Duration) -> HostResult<()> {
+            hostcalls::set_tick_period(period).map_err(|s| HostError::new("set_tick_period", s))
+        }
+
+        fn set_effective_context(&self, context_id: u32) -> HostResult<()> {
+            hostcalls::set_effective_context(context_id)
+                .map_err(|s| HostError::new("set_effective_context", s))
         }
     }
 }
@@ -190,11 +260,15 @@ pub mod fake {
 
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
+    use std::rc::Rc;
 
     use super::*;
 
     /// A stand-in for the host's foreign functions.
     pub type ForeignFunction = fn(&str, &[u8]) -> Result<Vec<u8>, ForeignError>;
+
+    /// Shared data as the proxy keeps it for all its VMs: value and compare-and-swap token.
+    pub type SharedStore = Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>;
 
     /// A request the filter sent with `dispatch_http_call`.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,6 +277,7 @@ pub mod fake {
         pub headers: Vec<(String, String)>,
         pub body: Option<Vec<u8>>,
         pub timeout: Duration,
+        pub token: u32,
     }
 
     impl Dispatched {
@@ -222,13 +297,14 @@ pub mod fake {
         pub body: String,
     }
 
-    #[derive(Default)]
     pub struct FakeHost {
         pub request_headers: RefCell<Vec<(String, Vec<u8>)>>,
         pub body: RefCell<Vec<u8>>,
         pub properties: HashMap<String, Vec<u8>>,
         pub dispatch_error: Option<String>,
         pub dispatched: RefCell<Vec<Dispatched>>,
+        /// Tokens handed out by `dispatch_http_call` start above this (one range per worker).
+        pub token_base: u32,
         pub call_answer: RefCell<CallResponse>,
         pub replies: RefCell<Vec<Reply>>,
         pub resumed: Cell<u32>,
@@ -239,6 +315,38 @@ pub mod fake {
         pub foreign: Option<ForeignFunction>,
         /// Every hostcall made, by name, in order (each costs about a microsecond in Envoy).
         pub hostcalls: RefCell<Vec<&'static str>>,
+        /// The hostcall that fails (by its ledger name), to prove each failure fails closed.
+        pub failing: Cell<Option<&'static str>>,
+        pub clock: Cell<SystemTime>,
+        pub shared: SharedStore,
+        pub tick_period: Cell<Option<Duration>>,
+        pub effective_context: Cell<Option<u32>>,
+    }
+
+    impl Default for FakeHost {
+        fn default() -> Self {
+            FakeHost {
+                request_headers: RefCell::default(),
+                body: RefCell::default(),
+                properties: HashMap::new(),
+                dispatch_error: None,
+                dispatched: RefCell::default(),
+                token_base: 100,
+                call_answer: RefCell::default(),
+                replies: RefCell::default(),
+                resumed: Cell::new(0),
+                response_headers: RefCell::default(),
+                metrics: RefCell::default(),
+                counts: RefCell::default(),
+                foreign: None,
+                hostcalls: RefCell::default(),
+                failing: Cell::new(None),
+                clock: Cell::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+                shared: SharedStore::default(),
+                tick_period: Cell::new(None),
+                effective_context: Cell::new(None),
+            }
+        }
     }
 
     impl FakeHost {
@@ -274,6 +382,23 @@ pub mod fake {
             self
         }
 
+        /// Another VM of the same proxy: it shares this store (two workers).
+        pub fn with_shared_store(mut self, store: &SharedStore, token_base: u32) -> FakeHost {
+            self.shared = Rc::clone(store);
+            self.token_base = token_base;
+            self
+        }
+
+        /// Makes the named hostcall fail from now on.
+        pub fn failing(self, call: &'static str) -> FakeHost {
+            self.failing.set(Some(call));
+            self
+        }
+
+        pub fn advance(&self, by: Duration) {
+            self.clock.set(self.clock.get() + by);
+        }
+
         /// The authorization service's answer delivered on the next `call_response`.
         pub fn answering(&self, status: u32, headers: &[(&str, &str)], body: &str) {
             let mut all = vec![(":status".to_string(), status.to_string())];
@@ -300,8 +425,13 @@ pub mod fake {
             self.dispatched.borrow().last().cloned()
         }
 
-        fn note(&self, name: &'static str) {
+        /// Records the call; `Err` when it is the one set to fail.
+        fn note(&self, name: &'static str) -> HostResult<()> {
             self.hostcalls.borrow_mut().push(name);
+            match self.failing.get() {
+                Some(failing) if failing == name => Err(HostError::new(name, "InternalFailure")),
+                _ => Ok(()),
+            }
         }
 
         /// The value of a counter by name.
@@ -313,36 +443,38 @@ pub mod fake {
     }
 
     impl Host for FakeHost {
-        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-            self.note("request_headers");
-            self.request_headers.borrow().clone()
+        fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>> {
+            self.note("request_headers")?;
+            Ok(self.request_headers.borrow().clone())
         }
 
-        fn set_request_header(&self, name: &str, value: Option<&str>) {
-            self.note("set_request_header");
+        fn set_request_header(&self, name: &str, value: Option<&str>) -> HostResult<()> {
+            self.note("set_request_header")?;
             let mut headers = self.request_headers.borrow_mut();
             headers.retain(|(n, _)| n != name);
             if let Some(v) = value {
                 headers.push((name.to_string(), v.as_bytes().to_vec()));
             }
+            Ok(())
         }
 
-        fn add_request_header(&self, name: &str, value: &str) {
-            self.note("add_request_header");
+        fn add_request_header(&self, name: &str, value: &str) -> HostResult<()> {
+            self.note("add_request_header")?;
             self.request_headers
                 .borrow_mut()
                 .push((name.to_string(), value.as_bytes().to_vec()));
+            Ok(())
         }
 
-        fn request_body(&self, max: usize) -> Option<Vec<u8>> {
-            self.note("request_body");
+        fn request_body(&self, max: usize) -> HostResult<Vec<u8>> {
+            self.note("request_body")?;
             let body = self.body.borrow();
-            Some(body[..body.len().min(max)].to_vec())
+            Ok(body.iter().take(max).copied().collect())
         }
 
-        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-            self.note("property");
-            self.properties.get(&path.join(".")).cloned()
+        fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+            self.note("property")?;
+            Ok(self.properties.get(&path.join(".")).cloned())
         }
 
         fn dispatch_http_call(
@@ -351,12 +483,13 @@ pub mod fake {
             headers: &[(&str, &str)],
             body: Option<&[u8]>,
             timeout: Duration,
-        ) -> Result<u32, String> {
-            self.note("dispatch_http_call");
+        ) -> HostResult<u32> {
+            self.note("dispatch_http_call")?;
             if let Some(e) = &self.dispatch_error {
-                return Err(e.clone());
+                return Err(HostError::new("dispatch_http_call", e));
             }
             let mut dispatched = self.dispatched.borrow_mut();
+            let token = dispatched.len() as u32 + 1 + self.token_base;
             dispatched.push(Dispatched {
                 cluster: cluster.to_string(),
                 headers: headers
@@ -365,25 +498,31 @@ pub mod fake {
                     .collect(),
                 body: body.map(<[u8]>::to_vec),
                 timeout,
+                token,
             });
-            Ok(dispatched.len() as u32 + 100)
+            Ok(token)
         }
 
         fn call_response(
             &self,
             _body_size: usize,
             wants_body: fn(Option<u32>) -> bool,
-        ) -> CallResponse {
-            self.note("call_response");
+        ) -> HostResult<CallResponse> {
+            self.note("call_response")?;
             let mut response = self.call_answer.borrow().clone();
             if !wants_body(response.status()) {
                 response.body.clear();
             }
-            response
+            Ok(response)
         }
 
-        fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-            self.note("send_response");
+        fn send_response(
+            &self,
+            status: u32,
+            headers: &[(&str, &str)],
+            body: &[u8],
+        ) -> HostResult<()> {
+            self.note("send_response")?;
             self.replies.borrow_mut().push(Reply {
                 status,
                 headers: headers
@@ -392,23 +531,26 @@ pub mod fake {
                     .collect(),
                 body: String::from_utf8_lossy(body).into_owned(),
             });
+            Ok(())
         }
 
-        fn resume_request(&self) {
-            self.note("resume_request");
+        fn resume_request(&self) -> HostResult<()> {
+            self.note("resume_request")?;
             self.resumed.set(self.resumed.get() + 1);
+            Ok(())
         }
 
-        fn add_response_header(&self, name: &str, value: &str) {
-            self.note("add_response_header");
+        fn add_response_header(&self, name: &str, value: &str) -> HostResult<()> {
+            self.note("add_response_header")?;
             self.response_headers
                 .borrow_mut()
                 .push((name.to_string(), value.to_string()));
+            Ok(())
         }
 
-        fn now(&self) -> SystemTime {
-            self.note("now");
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        fn now(&self) -> HostResult<SystemTime> {
+            self.note("now")?;
+            Ok(self.clock.get())
         }
 
         fn define_metric(&self, _kind: MetricKind, name: &str) -> Option<u32> {
@@ -418,21 +560,61 @@ pub mod fake {
         }
 
         fn increment_metric(&self, id: u32, delta: i64) {
-            self.note("increment_metric");
-            *self.counts.borrow_mut().entry(id).or_default() += delta;
+            if self.note("increment_metric").is_ok() {
+                *self.counts.borrow_mut().entry(id).or_default() += delta;
+            }
         }
 
         fn record_metric(&self, id: u32, value: u64) {
-            self.note("record_metric");
-            *self.counts.borrow_mut().entry(id).or_default() = value as i64;
+            if self.note("record_metric").is_ok() {
+                *self.counts.borrow_mut().entry(id).or_default() = value as i64;
+            }
         }
 
         fn call_foreign(&self, name: &str, arguments: &[u8]) -> Result<Vec<u8>, ForeignError> {
-            self.note("call_foreign");
+            self.note("call_foreign")
+                .map_err(|_| ForeignError::Failed)?;
             match self.foreign {
                 Some(answer) => answer(name, arguments),
                 None => Err(ForeignError::NotFound),
             }
+        }
+
+        fn shared_data(&self, key: &str) -> HostResult<(Option<Vec<u8>>, Option<u32>)> {
+            self.note("shared_data")?;
+            Ok(match self.shared.borrow().get(key) {
+                Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+                None => (None, None),
+            })
+        }
+
+        fn set_shared_data(
+            &self,
+            key: &str,
+            value: &[u8],
+            cas: Option<u32>,
+        ) -> Result<(), SharedWrite> {
+            self.note("set_shared_data")
+                .map_err(|_| SharedWrite::Failed)?;
+            let mut store = self.shared.borrow_mut();
+            let current = store.get(key).map_or(0, |(_, c)| *c);
+            if cas.is_some_and(|cas| cas != current) {
+                return Err(SharedWrite::CasMismatch);
+            }
+            store.insert(key.to_string(), (value.to_vec(), current + 1));
+            Ok(())
+        }
+
+        fn set_tick_period(&self, period: Duration) -> HostResult<()> {
+            self.note("set_tick_period")?;
+            self.tick_period.set(Some(period));
+            Ok(())
+        }
+
+        fn set_effective_context(&self, context_id: u32) -> HostResult<()> {
+            self.note("set_effective_context")?;
+            self.effective_context.set(Some(context_id));
+            Ok(())
         }
     }
 }

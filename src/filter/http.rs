@@ -1,6 +1,8 @@
 //! The per-request state machine (Envoy ext_authz's `State {NotStarted, Calling, Complete}`):
-//! gather attributes once, run CUSTOM (callout), then DENY and ALLOW, then resume or reply.
-//! Every request ends exactly once: it continues, is resumed, or gets one local reply.
+//! read the request once, authenticate, then carry out what `policy::decide` says: ask the
+//! CUSTOM providers one after another, then DENY / ALLOW. Every request ends exactly once, in
+//! `AuthzRequest::end`: it is forwarded (continued or resumed) or gets one local reply. A hostcall
+//! that fails on the way ends it there too, closed, with a 500.
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -12,9 +14,9 @@ use crate::ext_authz::{
     TemplateSource,
 };
 use crate::headers::{self, first as find, HeaderMutation};
-use crate::host::{unix_seconds, Host};
+use crate::host::{unix_seconds, Host, HostError, HostResult};
 use crate::policy::path::{is_refused, normalize, PathNormalization};
-use crate::policy::{decide, Decision, Refusal, RequestAttributes, Stage, Verdict};
+use crate::policy::{decide, Check, Decision, Refusal, RequestAttributes, Stage, Verdict};
 
 use super::body_watch::{BodyDelivery, BodyWatch};
 use super::crypto::HostCrypto;
@@ -65,36 +67,103 @@ pub enum Action {
     Pause,
 }
 
+/// The request body as far as the filter has seen it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// The headers ended the stream: there is none.
+    None,
+    /// Not seen yet.
+    Coming,
+    /// This many bytes are buffered; `complete` once the stream ended.
+    Buffered { size: usize, complete: bool },
+}
+
+/// The CUSTOM providers a request is asked by, and what the allowing ones said so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Checks {
+    list: Vec<Check>,
+    /// The next check to make (index in `list`).
+    next: usize,
+    /// `headersToDownstreamOnAllow` of every provider that allowed.
+    downstream: Vec<(String, String)>,
+    /// The request body as last seen.
+    body: Body,
+}
+
+/// Where a request is (Envoy ext_authz's `State`), with what that step needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     NotStarted,
     /// Waiting for the remote keys of this JWT rule.
-    WaitingForKeys {
-        rule: usize,
-    },
-    /// Waiting for the request body the check request carries.
-    Buffering,
-    /// Check request sent; the token matches its answer to this request.
+    WaitingForKeys { rule: usize, body: Body },
+    /// Waiting for the request body the check requests carry.
+    Buffering { checks: Checks },
+    /// A check request is out; `token` matches its answer to this request.
     Calling {
         token: u32,
+        started: SystemTime,
+        /// Decision-cache key of the check request (only when answers can be cached).
+        cache_key: Option<Vec<u8>>,
+        checks: Checks,
     },
-    /// Allowed and forwarded.
-    Allowed,
+    /// Forwarded; these headers go on the response.
+    Allowed { downstream: Vec<(String, String)> },
     /// A local reply was sent.
     Replied,
 }
 
-/// Whether the request goes on now, or waits (callout in flight, or answered locally).
-enum Verdict2 {
-    Proceed,
-    Hold,
+/// Why the filter answered a request itself (the reason code and the `denied_by` metric).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    Jwt(JwtStatus),
+    Policy(String),
+    NoAllowMatch,
+    ExtAuthz,
+    ExtAuthzError,
+    TooLarge,
+    Internal,
+    InvalidRequest,
 }
 
-fn action(verdict: Verdict2) -> Action {
-    match verdict {
-        Verdict2::Proceed => Action::Continue,
-        Verdict2::Hold => Action::Pause,
+/// One local reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub denial: Denial,
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl LocalReply {
+    fn new(denial: Denial, status: u32, body: &str) -> LocalReply {
+        LocalReply {
+            denial,
+            status,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        }
     }
+
+    fn internal() -> LocalReply {
+        LocalReply::new(Denial::Internal, 500, "")
+    }
+}
+
+/// What happens next to the request: it waits (a callout, keys, its body), or it ends.
+#[derive(Debug)]
+enum Next {
+    Wait,
+    /// Forward the request; these headers go on its response.
+    Forward(Vec<(String, String)>),
+    Reply(LocalReply),
+}
+
+/// How the callback that ends a request lets it go on: by returning `Continue` (the request
+/// never paused), or by resuming it (it was paused; a callout answer or a wake-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    No,
+    Yes,
 }
 
 /// One HTTP request going through the filter.
@@ -103,19 +172,9 @@ pub struct AuthzRequest {
     shared: Rc<Shared>,
     context_id: u32,
     state: State,
-    /// The headers arrived with the end of the stream (no body).
-    headers_only: bool,
-    /// Body seen while waiting for keys: (bytes buffered, complete).
-    early_body: Option<(usize, bool)>,
-    /// The CUSTOM policy that applies is a dry run: call, count, never enforce.
-    custom_dry_run: bool,
-    /// Decision-cache key of the check request in flight.
-    cache_key: Option<Vec<u8>>,
     attributes: RequestAttributes,
     /// Normalized path with the original query: what policies saw and the check request carries.
     request_path: String,
-    call_started: Option<SystemTime>,
-    downstream_on_allow: Vec<(String, String)>,
 }
 
 impl AuthzRequest {
@@ -125,14 +184,8 @@ impl AuthzRequest {
             shared,
             context_id,
             state: State::NotStarted,
-            headers_only: false,
-            early_body: None,
-            custom_dry_run: false,
-            cache_key: None,
             attributes: RequestAttributes::default(),
             request_path: String::new(),
-            call_started: None,
-            downstream_on_allow: Vec::new(),
         }
     }
 
@@ -140,31 +193,32 @@ impl AuthzRequest {
         if self.state != State::NotStarted {
             return Action::Continue;
         }
-        self.headers_only = end_of_stream;
-        if !self.read_request(host) {
-            // As Envoy's own normalize_path: 400, empty body, before any policy.
-            log::info!(
-                "#{} denied: invalid request (escaped NUL in the path, or more than one host)",
-                self.context_id
-            );
-            return action(self.reply(host, Denial::InvalidRequest, 400, &[], b""));
-        }
-        self.sanitize(host);
-        action(self.evaluate(host))
+        let body = if end_of_stream {
+            Body::None
+        } else {
+            Body::Coming
+        };
+        let next = self.start(host, body);
+        self.end(host, next, Resume::No)
     }
 
     /// The JWT rule whose remote keys this request waits for.
     pub fn waiting_for_keys(&self) -> Option<usize> {
         match self.state {
-            State::WaitingForKeys { rule } => Some(rule),
+            State::WaitingForKeys { rule, .. } => Some(rule),
             _ => None,
         }
+    }
+
+    /// Whether the request waits for its body (the root context's tick watches it).
+    pub fn waiting_for_body(&self) -> bool {
+        matches!(self.state, State::Buffering { .. })
     }
 
     /// The callout in flight, if any (its answer must come back to this request).
     pub fn call_in_flight(&self) -> Option<u32> {
         match self.state {
-            State::Calling { token } => Some(token),
+            State::Calling { token, .. } => Some(token),
             _ => None,
         }
     }
@@ -172,75 +226,201 @@ impl AuthzRequest {
     /// The keys this request waited for arrived (or their fetch failed): authenticate again and
     /// go on; the request was paused, so it is resumed when it may proceed.
     pub fn on_keys_ready(&mut self, host: &dyn Host) {
-        if self.waiting_for_keys().is_none() {
+        let State::WaitingForKeys { body, .. } = self.state else {
+            return;
+        };
+        self.state = State::NotStarted;
+        let next = self.authorize(host, body);
+        self.end(host, next, Resume::Yes);
+    }
+
+    /// The host never delivered the body this request waits for (the root context's tick).
+    pub fn on_body_never_delivered(&mut self, host: &dyn Host) {
+        if !self.waiting_for_body() {
             return;
         }
-        self.state = State::NotStarted;
-        if let Verdict2::Proceed = self.evaluate(host) {
-            host.resume_request();
+        log::error!("#{} {BODY_NEVER_DELIVERED}", self.context_id);
+        self.end(host, Next::Reply(LocalReply::internal()), Resume::Yes);
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        log::debug!(
+            "#{} request body: {body_size} bytes buffered, end of stream {end_of_stream}",
+            self.context_id
+        );
+        self.shared.body_watch.arrived(self.context_id);
+        let seen = Body::Buffered {
+            size: body_size,
+            complete: end_of_stream,
+        };
+        match &mut self.state {
+            State::WaitingForKeys { body, .. } => {
+                *body = seen;
+                Action::Pause
+            }
+            State::Calling { .. } => Action::Pause,
+            State::Buffering { checks } => {
+                let mut checks = checks.clone();
+                checks.body = seen;
+                let next = self.ask(host, checks);
+                self.end(host, next, Resume::No)
+            }
+            _ => Action::Continue,
         }
     }
 
-    /// Removes the headers the filter writes from verified tokens, on every request.
-    fn sanitize(&mut self, host: &dyn Host) {
-        let config = Rc::clone(&self.config);
-        self.apply_to_request(host, config.jwt.sanitize());
+    /// The callout's answer (`None`: no response, as on timeout or reset), read by the caller
+    /// while the host still holds it.
+    pub fn on_call_response(
+        &mut self,
+        host: &dyn Host,
+        token: u32,
+        response: HostResult<Option<CallResponse>>,
+    ) {
+        let state = std::mem::replace(&mut self.state, State::Replied);
+        let State::Calling {
+            token: expected,
+            started,
+            cache_key,
+            checks,
+        } = state
+        else {
+            self.state = state;
+            log::warn!(
+                "#{} ignoring callout answer with unknown token {token}",
+                self.context_id
+            );
+            return;
+        };
+        if expected != token {
+            self.state = State::Calling {
+                token: expected,
+                started,
+                cache_key,
+                checks,
+            };
+            log::warn!(
+                "#{} ignoring callout answer with unknown token {token}",
+                self.context_id
+            );
+            return;
+        }
+        let next = self.answered(host, started, cache_key, checks, response);
+        let next = self.or_fail_closed(next);
+        self.end(host, next, Resume::Yes);
     }
 
-    /// Authentication, then CUSTOM, then DENY / ALLOW.
-    fn evaluate(&mut self, host: &dyn Host) -> Verdict2 {
-        if let Some(verdict) = self.authenticate(host) {
-            return verdict;
-        }
-        let config = Rc::clone(&self.config);
-        let check = match decide(&config.policies, &self.attributes, Stage::Authenticated) {
-            Decision::Ask(checks) => checks.first().copied(),
-            Decision::Local(_) => None,
-        };
-        let Some(check) = check else {
-            return self.decide_locally(host);
-        };
-        self.custom_dry_run = check.dry_run;
-        let Some(provider) = config.providers.get(check.provider) else {
-            log::error!("#{} CUSTOM policy without a provider", self.context_id);
-            return self.reply_internal_error(host);
-        };
-        if let Some(body) = provider.body {
-            let complete = self.headers_only || self.early_body.is_some_and(|(_, end)| end);
-            if !complete {
-                let declared = self
-                    .header("content-length")
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                if !body.allow_partial_message
-                    && declared.is_some_and(|len| len > u64::from(body.max_request_bytes))
-                {
-                    return self.reply_too_large(host);
+    pub fn on_response_headers(&mut self, host: &dyn Host) -> Action {
+        if let State::Allowed { downstream } = &mut self.state {
+            for (name, value) in downstream.drain(..) {
+                if let Err(error) = host.add_response_header(&name, &value) {
+                    log::warn!("#{} {error}: header {name:?} not added", self.context_id);
                 }
-                if self.early_body.is_none() {
-                    if self.shared.body_watch.delivery() == BodyDelivery::Never {
-                        log::error!("#{} {BODY_NEVER_DELIVERED}", self.context_id);
-                        return self.reply_internal_error(host);
+            }
+        }
+        Action::Continue
+    }
+
+    /// The one way a request ends: forwarded (continued, or resumed when it was paused) or
+    /// answered with one local reply, counted by reason and carrying `x-inline-authz-denied-by`
+    /// when `exposeDenialReason` is on.
+    fn end(&mut self, host: &dyn Host, next: Next, resume: Resume) -> Action {
+        match next {
+            Next::Wait => Action::Pause,
+            Next::Forward(downstream) => {
+                self.state = State::Allowed { downstream };
+                if resume == Resume::No {
+                    return Action::Continue;
+                }
+                match host.resume_request() {
+                    Ok(()) => Action::Continue,
+                    Err(error) => {
+                        log::error!("#{} {error}; failing closed", self.context_id);
+                        self.end(host, Next::Reply(LocalReply::internal()), Resume::No)
                     }
-                    log::debug!("#{} waiting for the request body", self.context_id);
-                    self.shared.body_watch.waiting(self.context_id, host.now());
                 }
-                self.state = State::Buffering;
-                return Verdict2::Hold;
             }
-            if let Some((size, _)) = self.early_body {
-                return self.check_with_body(host, provider, size);
+            Next::Reply(reply) => {
+                self.state = State::Replied;
+                self.shared.body_watch.forget(self.context_id);
+                self.shared.metrics.increment(host, reply.denial.metric());
+                let reason = reply.denial.reason();
+                let mut headers: Vec<(&str, &str)> = reply
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                if self.config.expose_denial_reason {
+                    headers.push((DENIED_BY_HEADER, &reason));
+                }
+                if let Err(error) = host.send_response(reply.status, &headers, &reply.body) {
+                    log::error!("#{} {error}: local reply not sent", self.context_id);
+                }
+                Action::Pause
             }
         }
-        self.check(host, provider, None)
+    }
+
+    /// A hostcall failure on the request path ends the request closed (one log line naming it).
+    fn or_fail_closed(&self, next: HostResult<Next>) -> Next {
+        next.unwrap_or_else(|error| {
+            log::error!("#{} {error}; failing closed with 500", self.context_id);
+            Next::Reply(LocalReply::internal())
+        })
+    }
+
+    /// Reads the request, strips identity headers, then authenticates and authorizes.
+    fn start(&mut self, host: &dyn Host, body: Body) -> Next {
+        let read = self.read_request(host);
+        match self.or_fail_closed(read) {
+            Next::Forward(_) => {}
+            ended => return ended,
+        }
+        let config = Rc::clone(&self.config);
+        let sanitized = self.apply_to_request(host, config.jwt.sanitize());
+        if let Err(error) = sanitized {
+            return self.or_fail_closed(Err(error));
+        }
+        self.authorize(host, body)
+    }
+
+    /// Authentication, then what `policy::decide` says.
+    fn authorize(&mut self, host: &dyn Host, body: Body) -> Next {
+        let next = self.authorize_or_fail(host, body);
+        self.or_fail_closed(next)
+    }
+
+    fn authorize_or_fail(&mut self, host: &dyn Host, body: Body) -> HostResult<Next> {
+        if let Some(next) = self.authenticate(host, body)? {
+            return Ok(next);
+        }
+        let config = Rc::clone(&self.config);
+        match decide(&config.policies, &self.attributes, Stage::Authenticated) {
+            Decision::Ask(list) => {
+                let checks = Checks {
+                    list,
+                    next: 0,
+                    downstream: Vec::new(),
+                    body,
+                };
+                Ok(self.ask(host, checks))
+            }
+            Decision::Local(_) => Ok(self.decide_locally(host, Vec::new())),
+        }
     }
 
     /// Verifies tokens; `Some` when the request was answered or must wait for keys.
-    fn authenticate(&mut self, host: &dyn Host) -> Option<Verdict2> {
+    fn authenticate(&mut self, host: &dyn Host, body: Body) -> HostResult<Option<Next>> {
         let jwt = &self.config.jwt;
         if jwt.is_empty() {
-            return None;
+            return Ok(None);
         }
-        let now = host.now();
+        let now = host.now()?;
         self.shared.keys.set_now(now);
         let host_crypto = HostCrypto { host };
         let backend: &dyn SignatureBackend = if self.shared.host_crypto {
@@ -256,246 +436,104 @@ impl AuthzRequest {
             now: unix_seconds(now),
         };
         match jwt.authenticate(&verifier, &self.attributes.headers) {
-            Outcome::NoToken => None,
+            Outcome::NoToken => Ok(None),
             Outcome::Verified { auth, mutations } => {
                 self.shared.metrics.increment(host, Metric::JwtAllowed);
-                self.apply_to_request(host, &mutations);
+                self.apply_to_request(host, &mutations)?;
                 self.attributes.auth = Some(auth);
-                None
+                Ok(None)
             }
             Outcome::Failed(status) => {
                 self.shared.metrics.increment(host, Metric::JwtDenied);
                 log::info!("#{} denied: {}", self.context_id, status.message());
-                Some(self.reply_jwt(host, status))
+                Ok(Some(self.jwt_reply(status)))
             }
             Outcome::Pending { rule } => {
                 log::debug!(
                     "#{} waiting for the keys of jwtRules[{rule}]",
                     self.context_id
                 );
-                self.state = State::WaitingForKeys { rule };
-                Some(Verdict2::Hold)
+                self.state = State::WaitingForKeys { rule, body };
+                Ok(Some(Next::Wait))
             }
         }
     }
 
-    pub fn on_request_body(
-        &mut self,
-        host: &dyn Host,
-        body_size: usize,
-        end_of_stream: bool,
-    ) -> Action {
-        log::debug!(
-            "#{} request body: {body_size} bytes buffered, end of stream {end_of_stream}",
-            self.context_id
-        );
-        self.shared.body_watch.arrived(self.context_id);
-        match self.state {
-            State::Buffering => {}
-            State::WaitingForKeys { .. } => {
-                self.early_body = Some((body_size, end_of_stream));
-                return Action::Pause;
-            }
-            State::Calling { .. } => return Action::Pause,
-            _ => return Action::Continue,
-        }
+    /// Makes the next check of `checks`, or decides locally when none is left. A check whose
+    /// provider reads bodies waits for the body first (413 when it is over the limit and
+    /// `allowPartialMessage` is off).
+    fn ask(&mut self, host: &dyn Host, checks: Checks) -> Next {
         let config = Rc::clone(&self.config);
-        let Some(provider) = config.custom_provider() else {
-            return action(self.reply_internal_error(host));
+        let Some(check) = checks.list.get(checks.next).copied() else {
+            return self.decide_locally(host, checks.downstream);
+        };
+        let Some(provider) = config.providers.get(check.provider) else {
+            log::error!("#{} CUSTOM policy without a provider", self.context_id);
+            return Next::Reply(LocalReply::internal());
         };
         let Some(options) = provider.body else {
-            return action(self.check(host, provider, None));
+            let next = self.check(host, provider, checks, None);
+            return self.or_fail_closed(next);
         };
-        // Over the limit: check_with_body answers 413 or sends what fits.
-        if !end_of_stream && body_size < options.max_request_bytes as usize {
-            return Action::Pause;
-        }
-        action(self.check_with_body(host, provider, body_size))
-    }
-
-    fn check_with_body(
-        &mut self,
-        host: &dyn Host,
-        provider: &Provider,
-        body_size: usize,
-    ) -> Verdict2 {
-        let max = provider.body.map_or(0, |b| b.max_request_bytes as usize);
-        if body_size > max && provider.body.is_some_and(|b| !b.allow_partial_message) {
-            return self.reply_too_large(host);
-        }
-        let bytes = host.request_body(max.min(body_size)).unwrap_or_default();
-        let body = RequestBody {
-            partial: body_size > bytes.len(),
-            bytes,
+        let max = options.max_request_bytes as usize;
+        let body = checks.body;
+        let buffered = match body {
+            Body::None => Some(0),
+            Body::Buffered { size, complete } if complete || size >= max => Some(size),
+            Body::Coming | Body::Buffered { .. } => None,
         };
-        self.check(host, provider, Some(&body))
-    }
-
-    /// The callout's answer (`None`: no response, as on timeout or reset), read by the caller
-    /// while the host still holds it.
-    pub fn on_call_response(
-        &mut self,
-        host: &dyn Host,
-        token: u32,
-        response: Option<CallResponse>,
-    ) {
-        match self.state {
-            State::Calling { token: expected } if expected == token => {}
-            _ => {
-                log::warn!(
-                    "#{} ignoring callout answer with unknown token {token}",
-                    self.context_id
-                );
-                return;
+        let Some(size) = buffered else {
+            let declared = self
+                .header("content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if !options.allow_partial_message
+                && declared.is_some_and(|len| len > u64::from(options.max_request_bytes))
+            {
+                return self.too_large(host);
             }
-        }
-        // One clock read for the latency and the cache (each hostcall costs about a microsecond).
-        let now = host.now();
-        if let Some(started) = self.call_started {
-            let elapsed = now.duration_since(started).unwrap_or_default();
-            self.shared
-                .metrics
-                .record(host, Metric::ExtAuthzLatencyMs, elapsed.as_millis() as u64);
-        }
-        let config = Rc::clone(&self.config);
-        let Some(provider) = config.custom_provider() else {
-            self.reply_internal_error(host);
-            return;
-        };
-        if let (Some(key), Some(answer)) = (self.cache_key.take(), response.as_ref()) {
-            if self.shared.decisions.offer(key, answer, unix_seconds(now)) {
-                log::debug!("#{} ext_authz answer is cacheable: kept", self.context_id);
-            }
-        }
-        let outcome = interpret(provider, response.as_ref());
-        if let Verdict2::Proceed = self.conclude(host, provider, outcome) {
-            host.resume_request();
-        }
-    }
-
-    pub fn on_response_headers(&mut self, host: &dyn Host) -> Action {
-        if self.state == State::Allowed {
-            for (name, value) in self.downstream_on_allow.drain(..) {
-                host.add_response_header(&name, &value);
-            }
-        }
-        Action::Continue
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        find(&self.attributes.headers, name)
-    }
-
-    /// Applies header changes to the request the proxy forwards and to what policies see.
-    fn apply_to_request(&mut self, host: &dyn Host, mutations: &[HeaderMutation]) {
-        for mutation in mutations {
-            match mutation {
-                HeaderMutation::Remove { name } if self.header(name).is_none() => continue,
-                HeaderMutation::Remove { name } => host.set_request_header(name, None),
-                HeaderMutation::Set { name, value } => host.set_request_header(name, Some(value)),
-                HeaderMutation::Append { name, value } => host.add_request_header(name, value),
-            }
-            if let HeaderMutation::Set { name, value } = mutation {
-                if name == ":path" {
-                    self.request_path = value.clone();
+            if body == Body::Coming && !self.waiting_for_body() {
+                if self.shared.body_watch.delivery() == BodyDelivery::Never {
+                    log::error!("#{} {BODY_NEVER_DELIVERED}", self.context_id);
+                    return Next::Reply(LocalReply::internal());
+                }
+                log::debug!("#{} waiting for the request body", self.context_id);
+                match host.now() {
+                    Ok(now) => self.shared.body_watch.waiting(self.context_id, now),
+                    Err(error) => return self.or_fail_closed(Err(error)),
                 }
             }
+            self.state = State::Buffering { checks };
+            return Next::Wait;
+        };
+        if size > max && !options.allow_partial_message {
+            return self.too_large(host);
         }
-        headers::apply(&mut self.attributes.headers, mutations);
+        let next = match host.request_body(max.min(size)) {
+            Ok(bytes) => {
+                let body = RequestBody {
+                    partial: size > bytes.len(),
+                    bytes,
+                };
+                self.check(host, provider, checks, Some(&body))
+            }
+            Err(error) => Err(error),
+        };
+        self.or_fail_closed(next)
     }
 
-    /// Reads headers once, normalizes the path (rewriting `:path` when it changed) and gathers
-    /// only the properties the policies use. False for a request no policy can be asked about:
-    /// a path normalization refuses, or two `Host` headers (Envoy joins them with a comma; RFC
-    /// 9112 calls that a 400, and a `hosts` rule would otherwise see neither host).
-    fn read_request(&mut self, host: &dyn Host) -> bool {
-        let mut headers: Vec<(String, String)> = host
-            .request_headers()
-            .into_iter()
-            .map(headers::as_text)
-            .collect();
-        let raw_path = find(&headers, ":path").unwrap_or("/").to_string();
-        if is_refused(&raw_path, self.config.path_normalization)
-            || find(&headers, ":authority").is_some_and(|a| a.contains(','))
-        {
-            return false;
-        }
-        let normalized = normalize(&raw_path, self.config.path_normalization);
-        self.request_path = if self.config.path_normalization == PathNormalization::None {
-            raw_path.clone()
-        } else {
-            normalized.to_request_path()
-        };
-        if self.request_path != raw_path {
-            log::debug!("#{} path normalized", self.context_id);
-            host.set_request_header(":path", Some(&self.request_path));
-            headers::apply(
-                &mut headers,
-                &[HeaderMutation::Set {
-                    name: ":path".into(),
-                    value: self.request_path.clone(),
-                }],
-            );
-        }
-        let needs = self.config.needs;
-        let source_ip = if needs.source_ip || needs.remote_ip {
-            host.property(&["source", "address"])
-                .and_then(|a| parse_ip(&a))
-        } else {
-            None
-        };
-        self.attributes = RequestAttributes {
-            method: find(&headers, ":method").unwrap_or_default().to_string(),
-            path: normalized.path,
-            authority: find(&headers, ":authority").unwrap_or_default().to_string(),
-            headers,
-            source_ip,
-            remote_ip: source_ip,
-            destination_ip: if needs.destination_ip {
-                host.property(&["destination", "address"])
-                    .and_then(|a| parse_ip(&a))
-            } else {
-                None
-            },
-            destination_port: if needs.destination_port {
-                host.property(&["destination", "port"])
-                    .and_then(|p| parse_port(&p))
-            } else {
-                None
-            },
-            sni: if needs.sni {
-                host.property(&["connection", "requested_server_name"])
-                    .map(|s| String::from_utf8_lossy(&s).into_owned())
-                    .filter(|s| !s.is_empty())
-            } else {
-                None
-            },
-            peer_principal: if needs.peer_principal {
-                host.property(&["connection", "uri_san_peer_certificate"])
-                    .map(|s| {
-                        String::from_utf8_lossy(&s)
-                            .trim_start_matches("spiffe://")
-                            .to_string()
-                    })
-                    .filter(|s| !s.is_empty())
-            } else {
-                None
-            },
-            auth: None,
-        };
-        true
-    }
-
-    /// Sends the check request; a failed dispatch is an error under the failure mode.
+    /// Sends the check request (or takes a cached answer); a failed dispatch is an error under
+    /// the provider's failure mode.
     fn check(
         &mut self,
         host: &dyn Host,
         provider: &Provider,
+        checks: Checks,
         body: Option<&RequestBody>,
-    ) -> Verdict2 {
+    ) -> HostResult<Next> {
         let source = RequestSource {
             headers: &self.attributes.headers,
             host,
+            failed: std::cell::RefCell::new(None),
         };
         let request = build_check_request(
             provider,
@@ -504,12 +542,15 @@ impl AuthzRequest {
             body,
             &source,
         );
+        if let Some(error) = source.failed.into_inner() {
+            return Err(error);
+        }
         // One clock read for the cache and the latency (each hostcall costs about a microsecond).
-        let now = host.now();
+        let now = host.now()?;
         // The key copies the whole check request: only built when answers can be cached.
-        let key = (self.shared.decisions.capacity() > 0)
+        let cache_key = (self.shared.decisions.capacity() > 0)
             .then(|| crate::ext_authz::cache::key(&provider.cluster, &request));
-        let cached = key
+        let cached = cache_key
             .as_ref()
             .and_then(|key| self.shared.decisions.get(key, unix_seconds(now)));
         if let Some(answer) = cached {
@@ -520,9 +561,8 @@ impl AuthzRequest {
                 "#{} ext_authz answer taken from the decision cache",
                 self.context_id
             );
-            return self.conclude(host, provider, interpret(provider, Some(&answer)));
+            return self.conclude(host, provider, checks, interpret(provider, Some(&answer)));
         }
-        self.cache_key = key;
         let headers: Vec<(&str, &str)> = request
             .headers
             .iter()
@@ -535,35 +575,77 @@ impl AuthzRequest {
             provider.timeout,
         ) {
             Ok(token) => {
-                self.state = State::Calling { token };
-                self.call_started = Some(now);
-                Verdict2::Hold
+                self.state = State::Calling {
+                    token,
+                    started: now,
+                    cache_key,
+                    checks,
+                };
+                Ok(Next::Wait)
             }
             Err(error) => {
                 log::warn!(
-                    "#{} ext_authz dispatch to cluster {:?} failed: {error}",
+                    "#{} ext_authz dispatch to cluster {:?} failed: {}",
                     self.context_id,
-                    provider.cluster
+                    provider.cluster,
+                    error.status
                 );
                 self.conclude(
                     host,
                     provider,
+                    checks,
                     CheckResponse::Error(ext_authz::ErrorKind::DispatchFailed),
                 )
             }
         }
     }
 
-    /// Applies the authorization service's verdict, then the local policies when it allows.
-    /// A dry-run CUSTOM policy only counts and logs what the service said.
+    /// The answer to the check in flight: latency, the decision cache, then its verdict.
+    fn answered(
+        &mut self,
+        host: &dyn Host,
+        started: SystemTime,
+        cache_key: Option<Vec<u8>>,
+        checks: Checks,
+        response: HostResult<Option<CallResponse>>,
+    ) -> HostResult<Next> {
+        let response = response?;
+        // One clock read for the latency and the cache (each hostcall costs about a microsecond).
+        let now = host.now()?;
+        let elapsed = now.duration_since(started).unwrap_or_default();
+        self.shared
+            .metrics
+            .record(host, Metric::ExtAuthzLatencyMs, elapsed.as_millis() as u64);
+        let config = Rc::clone(&self.config);
+        let Some(provider) = checks
+            .list
+            .get(checks.next)
+            .and_then(|c| config.providers.get(c.provider))
+        else {
+            return Ok(Next::Reply(LocalReply::internal()));
+        };
+        if let (Some(key), Some(answer)) = (cache_key, response.as_ref()) {
+            if self.shared.decisions.offer(key, answer, unix_seconds(now)) {
+                log::debug!("#{} ext_authz answer is cacheable: kept", self.context_id);
+            }
+        }
+        let outcome = interpret(provider, response.as_ref());
+        self.conclude(host, provider, checks, outcome)
+    }
+
+    /// Applies a provider's verdict; on allow (or fail open, or a dry run) the next check, or
+    /// the local policies when it was the last. A dry-run check only counts and logs.
     fn conclude(
         &mut self,
         host: &dyn Host,
         provider: &Provider,
+        mut checks: Checks,
         outcome: CheckResponse,
-    ) -> Verdict2 {
+    ) -> HostResult<Next> {
         let metrics = &self.shared.metrics;
-        if self.custom_dry_run {
+        let dry_run = checks.list.get(checks.next).is_some_and(|c| c.dry_run);
+        checks.next += 1;
+        if dry_run {
             match &outcome {
                 CheckResponse::Ok { .. } => metrics.increment(host, Metric::ExtAuthzShadowAllowed),
                 CheckResponse::Denied { status, .. } => {
@@ -582,7 +664,7 @@ impl AuthzRequest {
                     );
                 }
             }
-            return self.decide_locally(host);
+            return Ok(self.ask(host, checks));
         }
         match outcome {
             CheckResponse::Ok {
@@ -590,9 +672,9 @@ impl AuthzRequest {
                 downstream,
             } => {
                 metrics.increment(host, Metric::ExtAuthzOk);
-                self.apply_to_request(host, &upstream);
-                self.downstream_on_allow = downstream;
-                self.decide_locally(host)
+                self.apply_to_request(host, &upstream)?;
+                checks.downstream.extend(downstream);
+                Ok(self.ask(host, checks))
             }
             CheckResponse::Denied {
                 status,
@@ -605,11 +687,12 @@ impl AuthzRequest {
                     self.context_id,
                     provider.name
                 );
-                let headers: Vec<(&str, &str)> = headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str()))
-                    .collect();
-                self.reply(host, Denial::ExtAuthz, status, &headers, &body)
+                Ok(Next::Reply(LocalReply {
+                    denial: Denial::ExtAuthz,
+                    status,
+                    headers,
+                    body,
+                }))
             }
             CheckResponse::Error(kind) => {
                 metrics.increment(host, Metric::ExtAuthzError);
@@ -619,170 +702,223 @@ impl AuthzRequest {
                         "#{} ext_authz error ({kind:?}); failOpen lets the request through",
                         self.context_id
                     );
-                    self.decide_locally(host)
-                } else {
-                    log::info!(
-                        "#{} denied: ext_authz error ({kind:?}), statusOnError {}",
-                        self.context_id,
-                        provider.status_on_error
-                    );
-                    self.reply(
-                        host,
-                        Denial::ExtAuthzError,
-                        provider.status_on_error,
-                        &[],
-                        b"",
-                    )
+                    return Ok(self.ask(host, checks));
                 }
+                log::info!(
+                    "#{} denied: ext_authz error ({kind:?}), statusOnError {}",
+                    self.context_id,
+                    provider.status_on_error
+                );
+                Ok(Next::Reply(LocalReply::new(
+                    Denial::ExtAuthzError,
+                    provider.status_on_error,
+                    "",
+                )))
             }
         }
     }
 
-    /// DENY then ALLOW policies; the request continues or gets `403 RBAC: access denied`. The
-    /// dry-run policies are evaluated on their own and only counted and logged.
-    fn decide_locally(&mut self, host: &dyn Host) -> Verdict2 {
+    /// DENY then ALLOW as `decide` says at `Stage::Checked`; the dry-run verdict is counted and
+    /// logged only.
+    fn decide_locally(&mut self, host: &dyn Host, downstream: Vec<(String, String)>) -> Next {
         let config = Rc::clone(&self.config);
         let Decision::Local(local) = decide(&config.policies, &self.attributes, Stage::Checked)
         else {
-            return self.reply_internal_error(host);
+            return Next::Reply(LocalReply::internal());
         };
+        let metrics = &self.shared.metrics;
         match local.shadow {
             None => {}
-            Some(Verdict::Allowed) => self
-                .shared
-                .metrics
-                .increment(host, Metric::RbacShadowAllowed),
+            Some(Verdict::Allowed) => metrics.increment(host, Metric::RbacShadowAllowed),
             Some(Verdict::Denied { policy }) => {
                 log::info!("#{} dry run: policy {policy:?} would deny", self.context_id);
-                self.shared
-                    .metrics
-                    .increment(host, Metric::RbacShadowDenied);
-                self.shared.metrics.policy_denied(host, policy, true);
+                metrics.increment(host, Metric::RbacShadowDenied);
+                metrics.policy_denied(host, policy, true);
             }
             Some(Verdict::NoAllowMatch) => {
                 log::info!("#{} dry run: no ALLOW policy would match", self.context_id);
-                self.shared
-                    .metrics
-                    .increment(host, Metric::RbacShadowDenied);
+                metrics.increment(host, Metric::RbacShadowDenied);
             }
         }
         match local.enforced {
-            None => {
-                self.state = State::Allowed;
-                Verdict2::Proceed
-            }
-            Some(Verdict::Allowed) => {
-                self.shared.metrics.increment(host, Metric::RbacAllowed);
-                self.state = State::Allowed;
-                Verdict2::Proceed
-            }
+            None => {}
+            Some(Verdict::Allowed) => metrics.increment(host, Metric::RbacAllowed),
             Some(Verdict::Denied { policy }) => {
                 log::info!(
                     "#{} denied by policy {policy:?}: DENY rule matched",
                     self.context_id
                 );
-                self.shared.metrics.increment(host, Metric::RbacDenied);
-                self.shared.metrics.policy_denied(host, policy, false);
-                self.reply(
-                    host,
-                    Denial::Policy(policy),
-                    403,
-                    &[],
-                    RBAC_DENIED_BODY.as_bytes(),
-                )
+                metrics.increment(host, Metric::RbacDenied);
+                metrics.policy_denied(host, policy, false);
             }
             Some(Verdict::NoAllowMatch) => {
                 log::info!("#{} denied: no ALLOW policy matched", self.context_id);
-                self.shared.metrics.increment(host, Metric::RbacDenied);
-                if local.refusal == Some(Refusal::TokenRequired) {
-                    // No token at all: ask for one (RFC 6750), as the ingress tutorial shows.
-                    return self.reply_jwt(host, JwtStatus::JwtMissed);
-                }
-                self.reply(
-                    host,
-                    Denial::NoAllowMatch,
-                    403,
-                    &[],
-                    RBAC_DENIED_BODY.as_bytes(),
-                )
+                metrics.increment(host, Metric::RbacDenied);
             }
+        }
+        match local.refusal {
+            None => Next::Forward(downstream),
+            Some(Refusal::Policy(policy)) => Next::Reply(LocalReply::new(
+                Denial::Policy(policy.to_string()),
+                403,
+                RBAC_DENIED_BODY,
+            )),
+            Some(Refusal::NoAllowMatch) => Next::Reply(LocalReply::new(
+                Denial::NoAllowMatch,
+                403,
+                RBAC_DENIED_BODY,
+            )),
+            // No token at all: ask for one (RFC 6750), as the ingress tutorial shows.
+            Some(Refusal::TokenRequired) => self.jwt_reply(JwtStatus::JwtMissed),
         }
     }
 
-    fn reply_jwt(&mut self, host: &dyn Host, status: JwtStatus) -> Verdict2 {
+    fn jwt_reply(&self, status: JwtStatus) -> Next {
         let challenge = www_authenticate(&self.attributes.headers, status);
-        let body = status.message().as_bytes();
-        self.reply(
-            host,
-            Denial::Jwt(status),
-            status.http_status(),
-            &[("www-authenticate", &challenge)],
-            body,
-        )
+        Next::Reply(LocalReply {
+            denial: Denial::Jwt(status),
+            status: status.http_status(),
+            headers: vec![("www-authenticate".into(), challenge)],
+            body: status.message().as_bytes().to_vec(),
+        })
     }
 
-    fn reply_too_large(&mut self, host: &dyn Host) -> Verdict2 {
+    fn too_large(&self, host: &dyn Host) -> Next {
         log::info!(
             "#{} denied: request body over maxRequestBytes",
             self.context_id
         );
         self.shared.metrics.increment(host, Metric::RequestTooLarge);
-        self.reply(
-            host,
+        Next::Reply(LocalReply::new(
             Denial::TooLarge,
             413,
-            &[],
-            PAYLOAD_TOO_LARGE_BODY.as_bytes(),
-        )
+            PAYLOAD_TOO_LARGE_BODY,
+        ))
     }
 
-    fn reply_internal_error(&mut self, host: &dyn Host) -> Verdict2 {
-        self.reply(host, Denial::Internal, 500, &[], b"")
+    fn header(&self, name: &str) -> Option<&str> {
+        find(&self.attributes.headers, name)
     }
 
-    /// The one local reply of a request: counted by reason, and with `x-inline-authz-denied-by`
-    /// when `exposeDenialReason` is on.
-    fn reply(
+    /// Applies header changes to the request the proxy forwards and to what policies see.
+    fn apply_to_request(
         &mut self,
         host: &dyn Host,
-        denial: Denial,
-        status: u32,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Verdict2 {
-        self.state = State::Replied;
-        self.shared.metrics.increment(host, denial.metric());
-        if self.config.expose_denial_reason {
-            let reason = denial.reason();
-            let mut with_reason = headers.to_vec();
-            with_reason.push((DENIED_BY_HEADER, &reason));
-            host.send_response(status, &with_reason, body);
-        } else {
-            host.send_response(status, headers, body);
+        mutations: &[HeaderMutation],
+    ) -> HostResult<()> {
+        for mutation in mutations {
+            match mutation {
+                HeaderMutation::Remove { name } if self.header(name).is_none() => continue,
+                HeaderMutation::Remove { name } => host.set_request_header(name, None)?,
+                HeaderMutation::Set { name, value } => {
+                    host.set_request_header(name, Some(value))?;
+                    if name == ":path" {
+                        self.request_path = value.clone();
+                    }
+                }
+                HeaderMutation::Append { name, value } => host.add_request_header(name, value)?,
+            }
         }
-        Verdict2::Hold
+        headers::apply(&mut self.attributes.headers, mutations);
+        Ok(())
+    }
+
+    /// Reads headers once, normalizes the path (rewriting `:path` when it changed) and gathers
+    /// only the properties the policies use. A request no policy can be asked about gets 400:
+    /// a path normalization refuses, or two `Host` headers (Envoy joins them with a comma; RFC
+    /// 9112 calls that a 400, and a `hosts` rule would otherwise see neither host).
+    fn read_request(&mut self, host: &dyn Host) -> HostResult<Next> {
+        let mut headers: Vec<(String, String)> = host
+            .request_headers()?
+            .into_iter()
+            .map(headers::as_text)
+            .collect();
+        let raw_path = find(&headers, ":path").unwrap_or("/").to_string();
+        if is_refused(&raw_path, self.config.path_normalization)
+            || find(&headers, ":authority").is_some_and(|a| a.contains(','))
+        {
+            // As Envoy's own normalize_path: 400, empty body, before any policy.
+            log::info!(
+                "#{} denied: invalid request (escaped NUL in the path, or more than one host)",
+                self.context_id
+            );
+            return Ok(Next::Reply(LocalReply::new(
+                Denial::InvalidRequest,
+                400,
+                "",
+            )));
+        }
+        let normalized = normalize(&raw_path, self.config.path_normalization);
+        self.request_path = if self.config.path_normalization == PathNormalization::None {
+            raw_path.clone()
+        } else {
+            normalized.to_request_path()
+        };
+        if self.request_path != raw_path {
+            log::debug!("#{} path normalized", self.context_id);
+            host.set_request_header(":path", Some(&self.request_path))?;
+            headers::apply(
+                &mut headers,
+                &[HeaderMutation::Set {
+                    name: ":path".into(),
+                    value: self.request_path.clone(),
+                }],
+            );
+        }
+        let needs = self.config.needs;
+        let property = |wanted: bool, path: &[&str]| -> HostResult<Option<Vec<u8>>> {
+            if wanted {
+                host.property(path)
+            } else {
+                Ok(None)
+            }
+        };
+        let source_ip = property(
+            needs.source_ip || needs.remote_ip,
+            &["source", "address"],
+        )?
+        .and_then(|a| parse_ip(&a));
+        let destination_ip =
+            property(needs.destination_ip, &["destination", "address"])?.and_then(|a| parse_ip(&a));
+        let destination_port =
+            property(needs.destination_port, &["destination", "port"])?.and_then(|p| parse_port(&p));
+        let sni = property(needs.sni, &["connection", "requested_server_name"])?
+            .map(|s| String::from_utf8_lossy(&s).into_owned())
+            .filter(|s| !s.is_empty());
+        let peer_principal = property(
+            needs.peer_principal,
+            &["connection", "uri_san_peer_certificate"],
+        )?
+        .map(|s| {
+            String::from_utf8_lossy(&s)
+                .trim_start_matches("spiffe://")
+                .to_string()
+        })
+        .filter(|s| !s.is_empty());
+        self.attributes = RequestAttributes {
+            method: find(&headers, ":method").unwrap_or_default().to_string(),
+            path: normalized.path,
+            authority: find(&headers, ":authority").unwrap_or_default().to_string(),
+            headers,
+            source_ip,
+            remote_ip: source_ip,
+            destination_ip,
+            destination_port,
+            sni,
+            peer_principal,
+            auth: None,
+        };
+        Ok(Next::Forward(Vec::new()))
     }
 }
 
 /// The header naming why a local reply was sent (`exposeDenialReason`).
 pub const DENIED_BY_HEADER: &str = "x-inline-authz-denied-by";
 
-/// Why the filter answered a request itself.
-enum Denial<'a> {
-    Jwt(JwtStatus),
-    Policy(&'a str),
-    NoAllowMatch,
-    ExtAuthz,
-    ExtAuthzError,
-    TooLarge,
-    Internal,
-    InvalidRequest,
-}
-
-impl Denial<'_> {
+impl Denial {
     /// `jwt_authn:jwt_expired`, `policy:<name>`, `rbac:no_allow_match`, `ext_authz:denied`,
     /// `ext_authz:error`, `ext_authz:request_too_large`, `internal`, `request:invalid`.
-    fn reason(&self) -> String {
+    pub fn reason(&self) -> String {
         match self {
             Denial::Jwt(status) => format!("jwt_authn:{}", status.code()),
             Denial::Policy(name) => format!("policy:{name}"),
@@ -838,10 +974,12 @@ fn parse_port(bytes: &[u8]) -> Option<u16> {
     u16::try_from(u64::from_le_bytes(raw)).ok()
 }
 
-/// What header templates read: the client headers and the downstream address.
+/// What header templates read: the client headers and the downstream address (a failed read
+/// is kept, and fails the request once the check request is built).
 struct RequestSource<'a> {
     headers: &'a [(String, String)],
     host: &'a dyn Host,
+    failed: std::cell::RefCell<Option<HostError>>,
 }
 
 impl TemplateSource for RequestSource<'_> {
@@ -850,9 +988,13 @@ impl TemplateSource for RequestSource<'_> {
     }
 
     fn remote_address(&self) -> Option<String> {
-        self.host
-            .property(&["source", "address"])
-            .map(|a| String::from_utf8_lossy(&a).into_owned())
+        match self.host.property(&["source", "address"]) {
+            Ok(address) => address.map(|a| String::from_utf8_lossy(&a).into_owned()),
+            Err(error) => {
+                *self.failed.borrow_mut() = Some(error);
+                None
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod host_crypto;
 pub mod jwks;
 pub mod montgomery;
 pub mod rsa;
+pub mod sharing;
 pub mod status;
 pub mod token;
 pub mod verify;

@@ -31,7 +31,7 @@ fn request_with(config: &str, host: &FakeHost) -> AuthzRequest {
 /// Delivers the answer the fake host was told to give.
 fn answer(request: &mut AuthzRequest, host: &FakeHost, token: u32) {
     let response = host.call_answer.borrow().clone();
-    request.on_call_response(host, token, Some(response));
+    request.on_call_response(host, token, Ok(Some(response)));
 }
 
 fn provider_with(options: &str) -> String {
@@ -158,7 +158,7 @@ fn timeouts_and_failed_dispatches_follow_fail_open() {
     let host = FakeHost::new().with_request("GET", "/", "h");
     let mut request = request_with(&config, &host);
     request.on_request_headers(&host, true);
-    request.on_call_response(&host, 101, None);
+    request.on_call_response(&host, 101, Ok(None));
     assert_eq!(host.resumed.get(), 1);
     assert_eq!(
         host.metric("inline_authz.ext_authz.failure_mode_allowed"),
@@ -378,7 +378,7 @@ fn when_the_host_never_delivers_bodies_requests_fail_closed_at_once() {
     assert_eq!(first.on_request_headers(&host, false), Action::Pause);
     let late = shared
         .body_watch
-        .expired(host.now() + crate::filter::body_watch::LIMIT);
+        .expired(host.clock.get() + crate::filter::body_watch::LIMIT);
     assert_eq!(late, vec![1], "the root context fails this one");
     let mut second = AuthzRequest::new(parsed, shared, 2);
     assert_eq!(second.on_request_headers(&host, false), Action::Pause);
@@ -497,7 +497,7 @@ fn a_request_waits_for_remote_keys_and_resumes_when_they_arrive() {
     assert!(host.replies.borrow().is_empty());
     shared.keys.started(0, 9);
     let jwks = crate::jwt::jwks::Jwks::parse(&vectors()["jwks"].to_string()).unwrap();
-    shared.keys.fetched(0, host.now(), Ok(jwks));
+    shared.keys.fetched(0, host.clock.get(), Ok(jwks));
     request.on_keys_ready(&host);
     assert_eq!(host.resumed.get(), 1);
     assert!(host.replies.borrow().is_empty());
@@ -510,7 +510,7 @@ fn a_request_waits_for_remote_keys_and_resumes_when_they_arrive() {
     let mut request = AuthzRequest::new(parsed, Rc::clone(&shared), 4);
     request.on_request_headers(&host, true);
     shared.keys.started(0, 10);
-    shared.keys.fetched(0, host.now(), Err("refused".into()));
+    shared.keys.fetched(0, host.clock.get(), Err("refused".into()));
     request.on_keys_ready(&host);
     let reply = host.last_reply().unwrap();
     assert_eq!(
