@@ -95,9 +95,14 @@ struct Checks {
 enum State {
     NotStarted,
     /// Waiting for the remote keys of this JWT rule.
-    WaitingForKeys { rule: usize, body: Body },
+    WaitingForKeys {
+        rule: usize,
+        body: Body,
+    },
     /// Waiting for the request body the check requests carry.
-    Buffering { checks: Checks },
+    Buffering {
+        checks: Checks,
+    },
     /// A check request is out; `token` matches its answer to this request.
     Calling {
         token: u32,
@@ -107,7 +112,9 @@ enum State {
         checks: Checks,
     },
     /// Forwarded; these headers go on the response.
-    Allowed { downstream: Vec<(String, String)> },
+    Allowed {
+        downstream: Vec<(String, String)>,
+    },
     /// A local reply was sent.
     Replied,
 }
@@ -471,16 +478,16 @@ impl AuthzRequest {
             log::error!("#{} CUSTOM policy without a provider", self.context_id);
             return Next::Reply(LocalReply::internal());
         };
-        let Some(options) = provider.body else {
+        // No body to carry (the headers ended the stream): the check request has none either.
+        let Some(options) = provider.body.filter(|_| checks.body != Body::None) else {
             let next = self.check(host, provider, checks, None);
             return self.or_fail_closed(next);
         };
         let max = options.max_request_bytes as usize;
         let body = checks.body;
         let buffered = match body {
-            Body::None => Some(0),
             Body::Buffered { size, complete } if complete || size >= max => Some(size),
-            Body::Coming | Body::Buffered { .. } => None,
+            _ => None,
         };
         let Some(size) = buffered else {
             let declared = self
@@ -763,11 +770,9 @@ impl AuthzRequest {
                 403,
                 RBAC_DENIED_BODY,
             )),
-            Some(Refusal::NoAllowMatch) => Next::Reply(LocalReply::new(
-                Denial::NoAllowMatch,
-                403,
-                RBAC_DENIED_BODY,
-            )),
+            Some(Refusal::NoAllowMatch) => {
+                Next::Reply(LocalReply::new(Denial::NoAllowMatch, 403, RBAC_DENIED_BODY))
+            }
             // No token at all: ask for one (RFC 6750), as the ingress tutorial shows.
             Some(Refusal::TokenRequired) => self.jwt_reply(JwtStatus::JwtMissed),
         }
@@ -873,15 +878,12 @@ impl AuthzRequest {
                 Ok(None)
             }
         };
-        let source_ip = property(
-            needs.source_ip || needs.remote_ip,
-            &["source", "address"],
-        )?
-        .and_then(|a| parse_ip(&a));
+        let source_ip = property(needs.source_ip || needs.remote_ip, &["source", "address"])?
+            .and_then(|a| parse_ip(&a));
         let destination_ip =
             property(needs.destination_ip, &["destination", "address"])?.and_then(|a| parse_ip(&a));
-        let destination_port =
-            property(needs.destination_port, &["destination", "port"])?.and_then(|p| parse_port(&p));
+        let destination_port = property(needs.destination_port, &["destination", "port"])?
+            .and_then(|p| parse_port(&p));
         let sni = property(needs.sni, &["connection", "requested_server_name"])?
             .map(|s| String::from_utf8_lossy(&s).into_owned())
             .filter(|s| !s.is_empty());

@@ -167,11 +167,10 @@ mod wasm {
         }
 
         fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> ProxyAction {
-            let action = self.request.borrow_mut().on_request_body(
-                &ProxyWasm,
-                body_size,
-                end_of_stream,
-            );
+            let action =
+                self.request
+                    .borrow_mut()
+                    .on_request_body(&ProxyWasm, body_size, end_of_stream);
             to_proxy(action)
         }
 

@@ -115,7 +115,8 @@ impl Plugin {
         );
         let metrics = Metrics::define(host, &config.deny_policy_names());
         let shared = Rc::new(Shared::new(&config, metrics, host_crypto));
-        let needs_tick = shared.keys.has_remote() || config.providers.iter().any(|p| p.body.is_some());
+        let needs_tick =
+            shared.keys.has_remote() || config.providers.iter().any(|p| p.body.is_some());
         if needs_tick {
             if let Err(error) = host.set_tick_period(TICK) {
                 log::error!("{error}: remote keys and body checks need the tick");
@@ -181,7 +182,9 @@ impl Plugin {
             }
         };
         for context_id in shared.body_watch.expired(now) {
-            self.drive(host, context_id, |request| request.on_body_never_delivered(host));
+            self.drive(host, context_id, |request| {
+                request.on_body_never_delivered(host)
+            });
         }
         self.fetch_due_keys(host, config, shared, now);
     }
@@ -213,9 +216,7 @@ impl Plugin {
                 return;
             };
             match host.set_effective_context(context_id) {
-                Ok(()) => request
-                    .borrow_mut()
-                    .on_call_response(host, token, response),
+                Ok(()) => request.borrow_mut().on_call_response(host, token, response),
                 Err(error) => log::warn!("#{context_id} {error}: callout answer dropped"),
             }
         }
@@ -223,12 +224,7 @@ impl Plugin {
 
     /// Runs `step` on the parked request `context_id` as the effective context, then keeps it
     /// parked if it still waits, and notes a callout it dispatched (its answer comes here).
-    fn drive(
-        &self,
-        host: &dyn Host,
-        context_id: u32,
-        step: impl FnOnce(&mut AuthzRequest),
-    ) {
+    fn drive(&self, host: &dyn Host, context_id: u32, step: impl FnOnce(&mut AuthzRequest)) {
         let found = {
             let mut parked = self.wakeups.parked.borrow_mut();
             parked.retain(|(_, weak)| weak.strong_count() > 0);
@@ -447,7 +443,9 @@ impl Plugin {
             Ok(now) => now,
             Err(error) => {
                 log::error!("{error}: jwks answer for {issuer:?} dropped");
-                shared.keys.fetched(rule, UNIX_EPOCH, Err(error.to_string()));
+                shared
+                    .keys
+                    .fetched(rule, UNIX_EPOCH, Err(error.to_string()));
                 self.wake(host, rule);
                 return;
             }

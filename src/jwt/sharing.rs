@@ -61,7 +61,12 @@ pub struct SharedKeys {
 
 impl SharedKeys {
     pub fn encode(&self) -> Vec<u8> {
-        format!("{}\n{}", self.fetched_at, self.jwks.as_deref().unwrap_or("")).into_bytes()
+        format!(
+            "{}\n{}",
+            self.fetched_at,
+            self.jwks.as_deref().unwrap_or("")
+        )
+        .into_bytes()
     }
 
     pub fn decode(bytes: &[u8]) -> Option<SharedKeys> {

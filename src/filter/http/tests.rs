@@ -510,7 +510,9 @@ fn a_request_waits_for_remote_keys_and_resumes_when_they_arrive() {
     let mut request = AuthzRequest::new(parsed, Rc::clone(&shared), 4);
     request.on_request_headers(&host, true);
     shared.keys.started(0, 10);
-    shared.keys.fetched(0, host.clock.get(), Err("refused".into()));
+    shared
+        .keys
+        .fetched(0, host.clock.get(), Err("refused".into()));
     request.on_keys_ready(&host);
     let reply = host.last_reply().unwrap();
     assert_eq!(
@@ -879,5 +881,119 @@ fn common_requests_make_the_fewest_hostcalls() {
     assert_eq!(
         *host.hostcalls.borrow(),
         ["now", "record_metric", "increment_metric", "resume_request"]
+    );
+}
+
+/// A request, run once on a healthy host to learn its hostcalls, then once more per hostcall with
+/// that one failing: every failure ends the request closed, never forwarded.
+fn fail_each_hostcall_in_turn(
+    config: &str,
+    request: fn() -> FakeHost,
+    run: fn(&mut AuthzRequest, &FakeHost) -> Action,
+) -> Vec<(&'static str, Option<u32>)> {
+    let healthy = request();
+    let mut first = request_with(config, &healthy);
+    assert_eq!(
+        run(&mut first, &healthy),
+        Action::Continue,
+        "healthy: forwarded"
+    );
+    let mut calls: Vec<&'static str> = Vec::new();
+    for call in healthy.hostcalls.borrow().iter() {
+        if !calls.contains(call) {
+            calls.push(call);
+        }
+    }
+    let mut outcomes = Vec::new();
+    for call in calls {
+        if matches!(call, "increment_metric" | "record_metric") {
+            continue; // best effort: a counter never changes a decision
+        }
+        let host = request().failing(call);
+        let mut request = request_with(config, &host);
+        let action = run(&mut request, &host);
+        assert_eq!(action, Action::Pause, "{call} failing: the request is held");
+        assert_eq!(host.resumed.get(), 0, "{call} failing: never resumed");
+        outcomes.push((call, host.last_reply().map(|r| r.status)));
+    }
+    outcomes
+}
+
+#[test]
+fn a_failing_hostcall_fails_a_tokened_request_closed_with_500() {
+    let config = jwt_config(
+        r#"[{"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["192.0.2.0/24"]}}]}]}]"#,
+        &inline_jwks(),
+    );
+    fn request() -> FakeHost {
+        let token = vectors()["valid"]["RS256"].as_str().unwrap().to_string();
+        FakeHost::new()
+            .with_request("GET", "/a/../b", "h")
+            .with_request_header("authorization", &format!("Bearer {token}"))
+            .with_property(&["source", "address"], b"10.0.0.1:5000")
+    }
+    let outcomes =
+        fail_each_hostcall_in_turn(&config, request, |r, host| r.on_request_headers(host, true));
+    let calls: Vec<_> = outcomes.iter().map(|(c, _)| *c).collect();
+    assert_eq!(
+        calls,
+        ["request_headers", "set_request_header", "property", "now"],
+        "headers, the normalized path (then the token removed), the address, the clock"
+    );
+    for (call, status) in outcomes {
+        assert_eq!(status, Some(500), "{call} failing");
+    }
+}
+
+#[test]
+fn a_failing_hostcall_fails_a_custom_check_closed() {
+    fn request() -> FakeHost {
+        FakeHost::new().with_request("GET", "/headers", "httpbin")
+    }
+    let outcomes = fail_each_hostcall_in_turn(TUTORIAL, request, |r, host| {
+        if r.on_request_headers(host, true) == Action::Continue {
+            return Action::Continue;
+        }
+        if host.dispatched.borrow().is_empty() {
+            return Action::Pause;
+        }
+        host.answering(200, &[], "");
+        let response = crate::filter::root::check_answer(host, 1, 0);
+        r.on_call_response(host, 101, response);
+        if host.resumed.get() == 1 {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    });
+    assert_eq!(
+        outcomes,
+        [
+            ("request_headers", Some(500)),
+            ("now", Some(500)),
+            // A failed dispatch is an authorization-service error: statusOnError (Envoy's).
+            ("dispatch_http_call", Some(403)),
+            ("call_response", Some(500)),
+            ("resume_request", Some(500)),
+        ]
+    );
+}
+
+#[test]
+fn a_local_reply_that_cannot_be_sent_still_ends_the_request() {
+    let host = FakeHost::new()
+        .with_request("GET", "/headers", "h")
+        .failing("send_response");
+    let mut request = request_with(
+        r#"{"policies": [{"name": "d", "action": "DENY", "rules": [{}]}]}"#,
+        &host,
+    );
+    assert_eq!(request.on_request_headers(&host, true), Action::Pause);
+    assert!(host.replies.borrow().is_empty());
+    assert_eq!(host.metric("inline_authz.denied_by.policy"), 1);
+    assert_eq!(
+        request.on_request_headers(&host, true),
+        Action::Continue,
+        "ended once"
     );
 }
