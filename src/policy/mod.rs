@@ -424,7 +424,8 @@ mod tests {
             }],
             dry_run: true,
         };
-        let cases: [(Attribute, fn(&Needs) -> bool); 7] = [
+        type Read = fn(&Needs) -> bool;
+        let cases: [(Attribute, Read); 7] = [
             (Attribute::SourceIp, |n| n.source_ip),
             (Attribute::RemoteIp, |n| n.remote_ip),
             (Attribute::DestinationIp, |n| n.destination_ip),

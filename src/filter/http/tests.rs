@@ -2,7 +2,6 @@ use std::rc::Rc;
 
 use super::*;
 use crate::host::fake::FakeHost;
-use crate::host::Host;
 
 const TUTORIAL: &str = r#"{
   "extensionProviders": [{"name": "sample-ext-authz", "envoyExtAuthzHttp": {

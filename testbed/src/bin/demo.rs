@@ -33,6 +33,7 @@ fn show(response: &Response, headers: &[&str]) {
 
 fn main() -> ExitCode {
     let keep = std::env::args().any(|a| a == "--keep");
+    testbed::envoy::require_prerequisites();
     let wasm = match wasm_path() {
         Ok(path) => path,
         Err(e) => {
