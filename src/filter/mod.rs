@@ -31,7 +31,7 @@ mod wasm {
 
     use super::http::{Action, AuthzRequest};
     use super::root::{check_answer, Plugin};
-    use crate::host::{unix_seconds, Host, ProxyWasm};
+    use crate::host::{Host, ProxyWasm};
 
     pub fn start() {
         proxy_wasm::set_log_level(LogLevel::Trace);
@@ -42,7 +42,14 @@ mod wasm {
             );
         }));
         proxy_wasm::set_root_context(|context_id| {
-            let started = ProxyWasm.now().map(unix_seconds).unwrap_or_default();
+            // Nanoseconds: the VMs of one proxy start within the same second, with the same
+            // root context id, and the id must tell them apart in the fetch lease.
+            let started = ProxyWasm
+                .now()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .unwrap_or_default()
+                .as_nanos();
             Box::new(Root {
                 plugin: Rc::new(RefCell::new(Plugin::new(format!("{started}-{context_id}")))),
             })
