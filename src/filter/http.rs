@@ -121,7 +121,7 @@ enum State {
 
 /// Why the filter answered a request itself (the reason code and the `denied_by` metric).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Denial {
+enum Denial {
     Jwt(JwtStatus),
     Policy(String),
     NoAllowMatch,
@@ -134,11 +134,11 @@ pub enum Denial {
 
 /// One local reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalReply {
-    pub denial: Denial,
-    pub status: u32,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+struct LocalReply {
+    denial: Denial,
+    status: u32,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
 }
 
 impl LocalReply {
@@ -289,34 +289,22 @@ impl AuthzRequest {
         token: u32,
         response: HostResult<Option<CallResponse>>,
     ) {
-        let state = std::mem::replace(&mut self.state, State::Replied);
-        let State::Calling {
-            token: expected,
-            started,
-            cache_key,
-            checks,
-        } = state
-        else {
-            self.state = state;
-            log::warn!(
-                "#{} ignoring callout answer with unknown token {token}",
-                self.context_id
-            );
-            return;
-        };
-        if expected != token {
-            self.state = State::Calling {
-                token: expected,
-                started,
-                cache_key,
-                checks,
-            };
+        if self.call_in_flight() != Some(token) {
             log::warn!(
                 "#{} ignoring callout answer with unknown token {token}",
                 self.context_id
             );
             return;
         }
+        let State::Calling {
+            started,
+            cache_key,
+            checks,
+            ..
+        } = std::mem::replace(&mut self.state, State::Replied)
+        else {
+            return;
+        };
         let next = self.answered(host, started, cache_key, checks, response);
         let next = self.or_fail_closed(next);
         self.end(host, next, Resume::Yes);
@@ -920,7 +908,7 @@ pub const DENIED_BY_HEADER: &str = "x-inline-authz-denied-by";
 impl Denial {
     /// `jwt_authn:jwt_expired`, `policy:<name>`, `rbac:no_allow_match`, `ext_authz:denied`,
     /// `ext_authz:error`, `ext_authz:request_too_large`, `internal`, `request:invalid`.
-    pub fn reason(&self) -> String {
+    fn reason(&self) -> String {
         match self {
             Denial::Jwt(status) => format!("jwt_authn:{}", status.code()),
             Denial::Policy(name) => format!("policy:{name}"),
