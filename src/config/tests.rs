@@ -1,4 +1,5 @@
 use super::*;
+use crate::ext_authz::BodyOptions;
 use crate::policy::{decide, Decision, RequestAttributes, Stage};
 use std::time::Duration;
 
