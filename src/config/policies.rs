@@ -3,9 +3,7 @@
 //! entries grouped by action. Errors name fields relative to the policy; `config` adds
 //! `policies[i]`.
 
-use super::raw::{
-    NumberOrString, RawCondition, RawOperation, RawPolicy, RawProviderRef, RawRule, RawSource,
-};
+use super::raw::{RawCondition, RawOperation, RawPolicy, RawProviderRef, RawRule, RawSource};
 use super::{each, is_header_name, ConfigError};
 use crate::ext_authz::Provider;
 use crate::policy::matcher::{Cidr, HostMatch, PathMatch, StringMatch};
@@ -132,14 +130,14 @@ fn compile_rule(raw: &RawRule) -> Result<Rule, ConfigError> {
             .source
             .as_ref()
             .ok_or_else(|| ConfigError::new("source", "is required"))?;
-        non_empty(compile_source(source)).map_err(|e| e.within("source"))
+        non_empty(constraints(source, SOURCE)).map_err(|e| e.within("source"))
     })?;
     let to = each("to", &raw.to, |to, _| {
         let operation = to
             .operation
             .as_ref()
             .ok_or_else(|| ConfigError::new("operation", "is required"))?;
-        non_empty(compile_operation(operation)).map_err(|e| e.within("operation"))
+        non_empty(constraints(operation, OPERATION)).map_err(|e| e.within("operation"))
     })?;
     let when = each("when", &raw.when, |c, _| compile_condition(c))?;
     Ok(Rule {
@@ -159,6 +157,7 @@ fn non_empty(
     }
 }
 
+/// How one value of a field compiles; the message is about the value, the caller adds its path.
 type Compile = fn(&str) -> Result<ValueMatch, String>;
 
 fn text_value(v: &str) -> Result<ValueMatch, String> {
@@ -182,194 +181,77 @@ fn port_value(v: &str) -> Result<ValueMatch, String> {
         .ok_or_else(|| format!("{v:?} is not a port number"))
 }
 
-/// Adds `field` (and its negation) as constraints when present and non-empty.
-fn push(
-    out: &mut Vec<Constraint>,
+/// One field of a `source` or `operation`: its name, whether it is the `not*` form, the request
+/// attribute it matches, how a value compiles, and where the raw entry holds its values.
+struct Field<R> {
+    name: &'static str,
+    negated: bool,
     attribute: Attribute,
-    values: Option<&Vec<String>>,
+    value: Compile,
+    values: fn(&R) -> &Option<Vec<String>>,
+}
+
+/// `from[].source`, Istio's `Source` fields.
+#[rustfmt::skip]
+const SOURCE: &[Field<RawSource>] = &[
+    Field { name: "principals",           negated: false, attribute: Attribute::PeerPrincipal,    value: text_value, values: |s| &s.principals },
+    Field { name: "notPrincipals",        negated: true,  attribute: Attribute::PeerPrincipal,    value: text_value, values: |s| &s.not_principals },
+    Field { name: "requestPrincipals",    negated: false, attribute: Attribute::RequestPrincipal, value: text_value, values: |s| &s.request_principals },
+    Field { name: "notRequestPrincipals", negated: true,  attribute: Attribute::RequestPrincipal, value: text_value, values: |s| &s.not_request_principals },
+    Field { name: "namespaces",           negated: false, attribute: Attribute::Namespace,        value: text_value, values: |s| &s.namespaces },
+    Field { name: "notNamespaces",        negated: true,  attribute: Attribute::Namespace,        value: text_value, values: |s| &s.not_namespaces },
+    Field { name: "ipBlocks",             negated: false, attribute: Attribute::SourceIp,         value: ip_value,   values: |s| &s.ip_blocks },
+    Field { name: "notIpBlocks",          negated: true,  attribute: Attribute::SourceIp,         value: ip_value,   values: |s| &s.not_ip_blocks },
+    Field { name: "remoteIpBlocks",       negated: false, attribute: Attribute::RemoteIp,         value: ip_value,   values: |s| &s.remote_ip_blocks },
+    Field { name: "notRemoteIpBlocks",    negated: true,  attribute: Attribute::RemoteIp,         value: ip_value,   values: |s| &s.not_remote_ip_blocks },
+];
+
+/// `to[].operation`, Istio's `Operation` fields (`ports` are read as text, numbers or not).
+#[rustfmt::skip]
+const OPERATION: &[Field<RawOperation>] = &[
+    Field { name: "hosts",      negated: false, attribute: Attribute::Host,            value: host_value, values: |o| &o.hosts },
+    Field { name: "notHosts",   negated: true,  attribute: Attribute::Host,            value: host_value, values: |o| &o.not_hosts },
+    Field { name: "ports",      negated: false, attribute: Attribute::DestinationPort, value: port_value, values: |o| &o.ports },
+    Field { name: "notPorts",   negated: true,  attribute: Attribute::DestinationPort, value: port_value, values: |o| &o.not_ports },
+    Field { name: "methods",    negated: false, attribute: Attribute::Method,          value: text_value, values: |o| &o.methods },
+    Field { name: "notMethods", negated: true,  attribute: Attribute::Method,          value: text_value, values: |o| &o.not_methods },
+    Field { name: "paths",      negated: false, attribute: Attribute::Path,            value: path_value, values: |o| &o.paths },
+    Field { name: "notPaths",   negated: true,  attribute: Attribute::Path,            value: path_value, values: |o| &o.not_paths },
+];
+
+/// The constraints of the fields `raw` sets, in table order.
+fn constraints<R>(raw: &R, fields: &[Field<R>]) -> Result<Vec<Constraint>, ConfigError> {
+    let mut out = Vec::new();
+    for field in fields {
+        let values = (field.values)(raw).as_deref();
+        out.extend(constraint(
+            field.name,
+            &field.attribute,
+            field.negated,
+            field.value,
+            values,
+        )?);
+    }
+    Ok(out)
+}
+
+/// The constraint of one field, `None` when it is absent or empty; an error names `field[i]`.
+fn constraint(
+    field: &str,
+    attribute: &Attribute,
     negated: bool,
     compile: Compile,
-    at: &str,
-) -> Result<(), ConfigError> {
+    values: Option<&[String]>,
+) -> Result<Option<Constraint>, ConfigError> {
     let Some(values) = values.filter(|v| !v.is_empty()) else {
-        return Ok(());
+        return Ok(None);
     };
-    let values = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| compile(v).map_err(|m| ConfigError::new(format!("{at}[{i}]"), m)))
-        .collect::<Result<Vec<_>, _>>()?;
-    out.push(Constraint {
-        attribute,
+    let values = each(field, values, |v, _| compile(v).map_err(ConfigError::here))?;
+    Ok(Some(Constraint {
+        attribute: attribute.clone(),
         values,
         negated,
-    });
-    Ok(())
-}
-
-fn compile_source(s: &RawSource) -> Result<Vec<Constraint>, ConfigError> {
-    let mut out = Vec::new();
-    push(
-        &mut out,
-        Attribute::PeerPrincipal,
-        s.principals.as_ref(),
-        false,
-        text_value,
-        "principals",
-    )?;
-    push(
-        &mut out,
-        Attribute::PeerPrincipal,
-        s.not_principals.as_ref(),
-        true,
-        text_value,
-        "notPrincipals",
-    )?;
-    push(
-        &mut out,
-        Attribute::RequestPrincipal,
-        s.request_principals.as_ref(),
-        false,
-        text_value,
-        "requestPrincipals",
-    )?;
-    push(
-        &mut out,
-        Attribute::RequestPrincipal,
-        s.not_request_principals.as_ref(),
-        true,
-        text_value,
-        "notRequestPrincipals",
-    )?;
-    push(
-        &mut out,
-        Attribute::Namespace,
-        s.namespaces.as_ref(),
-        false,
-        text_value,
-        "namespaces",
-    )?;
-    push(
-        &mut out,
-        Attribute::Namespace,
-        s.not_namespaces.as_ref(),
-        true,
-        text_value,
-        "notNamespaces",
-    )?;
-    push(
-        &mut out,
-        Attribute::SourceIp,
-        s.ip_blocks.as_ref(),
-        false,
-        ip_value,
-        "ipBlocks",
-    )?;
-    push(
-        &mut out,
-        Attribute::SourceIp,
-        s.not_ip_blocks.as_ref(),
-        true,
-        ip_value,
-        "notIpBlocks",
-    )?;
-    push(
-        &mut out,
-        Attribute::RemoteIp,
-        s.remote_ip_blocks.as_ref(),
-        false,
-        ip_value,
-        "remoteIpBlocks",
-    )?;
-    push(
-        &mut out,
-        Attribute::RemoteIp,
-        s.not_remote_ip_blocks.as_ref(),
-        true,
-        ip_value,
-        "notRemoteIpBlocks",
-    )?;
-    Ok(out)
-}
-
-fn port_strings(ports: Option<&Vec<NumberOrString>>) -> Option<Vec<String>> {
-    ports.map(|list| {
-        list.iter()
-            .map(|p| match p {
-                NumberOrString::Number(n) => n.to_string(),
-                NumberOrString::Text(t) => t.clone(),
-            })
-            .collect()
-    })
-}
-
-fn compile_operation(o: &RawOperation) -> Result<Vec<Constraint>, ConfigError> {
-    let mut out = Vec::new();
-    push(
-        &mut out,
-        Attribute::Host,
-        o.hosts.as_ref(),
-        false,
-        host_value,
-        "hosts",
-    )?;
-    push(
-        &mut out,
-        Attribute::Host,
-        o.not_hosts.as_ref(),
-        true,
-        host_value,
-        "notHosts",
-    )?;
-    push(
-        &mut out,
-        Attribute::DestinationPort,
-        port_strings(o.ports.as_ref()).as_ref(),
-        false,
-        port_value,
-        "ports",
-    )?;
-    push(
-        &mut out,
-        Attribute::DestinationPort,
-        port_strings(o.not_ports.as_ref()).as_ref(),
-        true,
-        port_value,
-        "notPorts",
-    )?;
-    push(
-        &mut out,
-        Attribute::Method,
-        o.methods.as_ref(),
-        false,
-        text_value,
-        "methods",
-    )?;
-    push(
-        &mut out,
-        Attribute::Method,
-        o.not_methods.as_ref(),
-        true,
-        text_value,
-        "notMethods",
-    )?;
-    push(
-        &mut out,
-        Attribute::Path,
-        o.paths.as_ref(),
-        false,
-        path_value,
-        "paths",
-    )?;
-    push(
-        &mut out,
-        Attribute::Path,
-        o.not_paths.as_ref(),
-        true,
-        path_value,
-        "notPaths",
-    )?;
-    Ok(out)
+    }))
 }
 
 /// `when` keys as Istio names them: `request.headers[x]`, `source.ip`, `request.auth.claims[a][b]` …
@@ -415,22 +297,83 @@ fn compile_condition(c: &RawCondition) -> Result<Vec<Constraint>, ConfigError> {
     if !has(&c.values) && !has(&c.not_values) {
         return Err(ConfigError::here("one of values or notValues must be set"));
     }
-    let mut out = Vec::new();
-    push(
-        &mut out,
-        attribute.clone(),
-        c.values.as_ref(),
-        false,
-        compile,
-        "values",
-    )?;
-    push(
-        &mut out,
-        attribute,
-        c.not_values.as_ref(),
+    let values = constraint("values", &attribute, false, compile, c.values.as_deref())?;
+    let not_values = constraint(
+        "notValues",
+        &attribute,
         true,
         compile,
-        "notValues",
+        c.not_values.as_deref(),
     )?;
-    Ok(out)
+    Ok(values.into_iter().chain(not_values).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// Istio's `Source` and `Operation` fields: the attribute each positive field matches, a
+    /// value it accepts and the kind of matcher it compiles to; each `not*` form is its negation.
+    #[rustfmt::skip]
+    const ISTIO: &[(&str, &str, Attribute, &str, fn(&ValueMatch) -> bool)] = &[
+        ("source", "principals",        Attribute::PeerPrincipal,    "spiffe://a", |v| matches!(v, ValueMatch::Text(_))),
+        ("source", "requestPrincipals", Attribute::RequestPrincipal, "iss/sub",    |v| matches!(v, ValueMatch::Text(_))),
+        ("source", "namespaces",        Attribute::Namespace,        "prod",       |v| matches!(v, ValueMatch::Text(_))),
+        ("source", "ipBlocks",          Attribute::SourceIp,         "10.0.0.0/8", |v| matches!(v, ValueMatch::Ip(_))),
+        ("source", "remoteIpBlocks",    Attribute::RemoteIp,         "10.0.0.1",   |v| matches!(v, ValueMatch::Ip(_))),
+        ("operation", "hosts",          Attribute::Host,             "a.example",  |v| matches!(v, ValueMatch::Host(_))),
+        ("operation", "ports",          Attribute::DestinationPort,  "8080",       |v| matches!(v, ValueMatch::Port(8080))),
+        ("operation", "methods",        Attribute::Method,           "GET",        |v| matches!(v, ValueMatch::Text(_))),
+        ("operation", "paths",          Attribute::Path,             "/a/*",       |v| matches!(v, ValueMatch::Path(_))),
+    ];
+
+    fn only_constraint(kind: &str, field: &str, value: &str) -> Constraint {
+        let list = if kind == "source" { "from" } else { "to" };
+        let json = format!(
+            r#"{{"policies": [{{"rules": [{{"{list}": [{{"{kind}": {{"{field}": ["{value}"]}}}}]}}]}}]}}"#
+        );
+        let config = Config::parse(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let rule = &config.policies.allow[0].rules[0];
+        let entry = if kind == "source" {
+            &rule.from
+        } else {
+            &rule.to
+        };
+        assert_eq!(entry.len(), 1, "{json}");
+        assert_eq!(entry[0].len(), 1, "{json}");
+        entry[0][0].clone()
+    }
+
+    #[test]
+    fn every_source_and_operation_field_reads_its_key_and_only_not_fields_negate() {
+        for (kind, positive, attribute, value, kind_of_value) in ISTIO {
+            let negative = format!("not{}{}", positive[..1].to_uppercase(), &positive[1..]);
+            for (field, negated) in [(positive.to_string(), false), (negative, true)] {
+                let constraint = only_constraint(kind, &field, value);
+                assert_eq!(constraint.attribute, *attribute, "{field}");
+                assert_eq!(constraint.negated, negated, "{field}");
+                assert!(
+                    kind_of_value(&constraint.values[0]),
+                    "{field}: {constraint:?}"
+                );
+            }
+        }
+        let sources = ISTIO.iter().filter(|f| f.0 == "source").count();
+        assert_eq!(SOURCE.len(), 2 * sources);
+        assert_eq!(OPERATION.len(), 2 * (ISTIO.len() - sources));
+    }
+
+    #[test]
+    fn ports_are_numbers_or_strings_alike() {
+        for ports in [r#"[8080]"#, r#"["8080"]"#, r#"[" 8080 "]"#] {
+            let json = format!(
+                r#"{{"policies": [{{"rules": [{{"to": [{{"operation": {{"notPorts": {ports}}}}}]}}]}}]}}"#
+            );
+            let config = Config::parse(json.as_bytes()).unwrap();
+            let constraint = &config.policies.allow[0].rules[0].to[0][0];
+            assert_eq!(constraint.values, vec![ValueMatch::Port(8080)], "{ports}");
+            assert!(constraint.negated);
+        }
+    }
 }

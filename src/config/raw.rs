@@ -1,9 +1,10 @@
 //! The configuration exactly as written by the user: Istio field names, every field known.
-//! Validation and compilation happen in `config.rs`; this file only mirrors the schema.
+//! Validation and compilation happen in the domain modules beside it; this file only mirrors the
+//! schema.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Default, Deserialize)]
 #[cfg_attr(
@@ -249,8 +250,13 @@ pub struct RawSource {
 pub struct RawOperation {
     pub hosts: Option<Vec<String>>,
     pub not_hosts: Option<Vec<String>>,
-    pub ports: Option<Vec<NumberOrString>>,
-    pub not_ports: Option<Vec<NumberOrString>>,
+    // Numbers or strings, read as text like every other operation field.
+    #[serde(default, deserialize_with = "port_texts")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<NumberOrString>>"))]
+    pub ports: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "port_texts")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<NumberOrString>>"))]
+    pub not_ports: Option<Vec<String>>,
     pub methods: Option<Vec<String>>,
     pub not_methods: Option<Vec<String>>,
     pub paths: Option<Vec<String>>,
@@ -286,4 +292,17 @@ impl NumberOrString {
             NumberOrString::Text(s) => s.trim().parse().ok(),
         }
     }
+
+    fn into_text(self) -> String {
+        match self {
+            NumberOrString::Number(n) => n.to_string(),
+            NumberOrString::Text(t) => t,
+        }
+    }
+}
+
+/// `ports: [8080, "9090"]` read as `["8080", "9090"]`, so every operation field is a list of text.
+fn port_texts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+    let ports = Option::<Vec<NumberOrString>>::deserialize(deserializer)?;
+    Ok(ports.map(|list| list.into_iter().map(NumberOrString::into_text).collect()))
 }
