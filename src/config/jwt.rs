@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::raw::RawJwtRule;
+use super::uri::Uri;
 use super::{is_header_name, parse_duration, ConfigError};
 use crate::jwt::extract::Location;
 use crate::jwt::jwks::Jwks;
@@ -118,31 +119,13 @@ fn key_source(r: &RawJwtRule) -> Result<KeySource, ConfigError> {
             Ok(KeySource::Inline(Rc::new(jwks)))
         }
         (None, Some(uri)) => {
-            let (scheme, rest) = uri
-                .split_once("://")
-                .filter(|(s, _)| *s == "http" || *s == "https")
-                .ok_or_else(|| ConfigError::new("jwksUri", "must be an http:// or https:// URL"))?;
-            let (authority, path) = match rest.find('/') {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, "/"),
-            };
-            let (host, port) = match authority.rsplit_once(':') {
-                Some((h, p)) => (
-                    h,
-                    p.parse::<u16>()
-                        .map_err(|_| ConfigError::new("jwksUri", "has an invalid port"))?,
-                ),
-                None => (authority, if scheme == "https" { 443 } else { 80 }),
-            };
-            if host.is_empty() || authority.contains('@') {
-                return Err(ConfigError::new("jwksUri", "must name a host"));
-            }
+            let url = Uri::parse(uri).map_err(|m| ConfigError::new("jwksUri", m))?;
             let cluster = match &r.jwks_cluster {
                 Some(c) if c.trim().is_empty() => {
                     return Err(ConfigError::new("jwksCluster", "must not be empty"))
                 }
                 Some(c) => c.clone(),
-                None => format!("outbound|{port}||{host}"),
+                None => format!("outbound|{}||{}", url.port, url.host),
             };
             let timeout = duration(r.timeout.as_deref(), DEFAULT_FETCH_TIMEOUT)
                 .map_err(|e| e.within("timeout"))?;
@@ -152,8 +135,8 @@ fn key_source(r: &RawJwtRule) -> Result<KeySource, ConfigError> {
             Ok(KeySource::Remote {
                 uri: uri.clone(),
                 cluster,
-                authority: authority.to_string(),
-                path: path.to_string(),
+                authority: url.authority.to_string(),
+                path: url.path.to_string(),
                 timeout,
             })
         }

@@ -11,6 +11,7 @@ mod jwt;
 mod policies;
 mod providers;
 mod raw;
+mod uri;
 
 use std::fmt;
 
