@@ -120,11 +120,10 @@ impl Config {
             bytes
         };
         let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| {
+            // serde_json ends its message with the position; the field path replaces it.
             let message = e.to_string();
-            let message = match message.find(" at line ") {
-                Some(i) => message[..i].to_string(),
-                None => message,
-            };
+            let position = format!(" at line {} column {}", e.line(), e.column());
+            let message = message.strip_suffix(&position).unwrap_or(&message);
             ConfigError::new(json_path::path_at(bytes, e.line(), e.column()), message)
         })?;
         compile(raw)

@@ -297,3 +297,15 @@ fn bad_jwt_rules_name_the_field() {
         );
     }
 }
+
+#[test]
+fn only_the_position_serde_json_appends_is_cut_from_its_message() {
+    assert_eq!(
+        error_of(r#"{"policies": [{"nmae at line 1": "x"}]}"#),
+        "policies[0].nmae at line 1: unknown field `nmae at line 1`, expected one of `name`, `action`, `provider`, `rules`, `dryRun`"
+    );
+    assert_eq!(
+        error_of("{\n  \"clockSkew\": 1\n}"),
+        "clockSkew: invalid type: integer `1`, expected a string"
+    );
+}
