@@ -188,42 +188,42 @@ struct Field<R> {
     negated: bool,
     attribute: Attribute,
     value: Compile,
-    values: fn(&R) -> &Option<Vec<String>>,
+    values: fn(&R) -> Option<&[String]>,
 }
 
 /// `from[].source`, Istio's `Source` fields.
 #[rustfmt::skip]
 const SOURCE: &[Field<RawSource>] = &[
-    Field { name: "principals",           negated: false, attribute: Attribute::PeerPrincipal,    value: text_value, values: |s| &s.principals },
-    Field { name: "notPrincipals",        negated: true,  attribute: Attribute::PeerPrincipal,    value: text_value, values: |s| &s.not_principals },
-    Field { name: "requestPrincipals",    negated: false, attribute: Attribute::RequestPrincipal, value: text_value, values: |s| &s.request_principals },
-    Field { name: "notRequestPrincipals", negated: true,  attribute: Attribute::RequestPrincipal, value: text_value, values: |s| &s.not_request_principals },
-    Field { name: "namespaces",           negated: false, attribute: Attribute::Namespace,        value: text_value, values: |s| &s.namespaces },
-    Field { name: "notNamespaces",        negated: true,  attribute: Attribute::Namespace,        value: text_value, values: |s| &s.not_namespaces },
-    Field { name: "ipBlocks",             negated: false, attribute: Attribute::SourceIp,         value: ip_value,   values: |s| &s.ip_blocks },
-    Field { name: "notIpBlocks",          negated: true,  attribute: Attribute::SourceIp,         value: ip_value,   values: |s| &s.not_ip_blocks },
-    Field { name: "remoteIpBlocks",       negated: false, attribute: Attribute::RemoteIp,         value: ip_value,   values: |s| &s.remote_ip_blocks },
-    Field { name: "notRemoteIpBlocks",    negated: true,  attribute: Attribute::RemoteIp,         value: ip_value,   values: |s| &s.not_remote_ip_blocks },
+    Field { name: "principals",           negated: false, attribute: Attribute::PeerPrincipal,    value: text_value, values: |s| s.principals.as_deref() },
+    Field { name: "notPrincipals",        negated: true,  attribute: Attribute::PeerPrincipal,    value: text_value, values: |s| s.not_principals.as_deref() },
+    Field { name: "requestPrincipals",    negated: false, attribute: Attribute::RequestPrincipal, value: text_value, values: |s| s.request_principals.as_deref() },
+    Field { name: "notRequestPrincipals", negated: true,  attribute: Attribute::RequestPrincipal, value: text_value, values: |s| s.not_request_principals.as_deref() },
+    Field { name: "namespaces",           negated: false, attribute: Attribute::Namespace,        value: text_value, values: |s| s.namespaces.as_deref() },
+    Field { name: "notNamespaces",        negated: true,  attribute: Attribute::Namespace,        value: text_value, values: |s| s.not_namespaces.as_deref() },
+    Field { name: "ipBlocks",             negated: false, attribute: Attribute::SourceIp,         value: ip_value,   values: |s| s.ip_blocks.as_deref() },
+    Field { name: "notIpBlocks",          negated: true,  attribute: Attribute::SourceIp,         value: ip_value,   values: |s| s.not_ip_blocks.as_deref() },
+    Field { name: "remoteIpBlocks",       negated: false, attribute: Attribute::RemoteIp,         value: ip_value,   values: |s| s.remote_ip_blocks.as_deref() },
+    Field { name: "notRemoteIpBlocks",    negated: true,  attribute: Attribute::RemoteIp,         value: ip_value,   values: |s| s.not_remote_ip_blocks.as_deref() },
 ];
 
 /// `to[].operation`, Istio's `Operation` fields (`ports` are read as text, numbers or not).
 #[rustfmt::skip]
 const OPERATION: &[Field<RawOperation>] = &[
-    Field { name: "hosts",      negated: false, attribute: Attribute::Host,            value: host_value, values: |o| &o.hosts },
-    Field { name: "notHosts",   negated: true,  attribute: Attribute::Host,            value: host_value, values: |o| &o.not_hosts },
-    Field { name: "ports",      negated: false, attribute: Attribute::DestinationPort, value: port_value, values: |o| &o.ports },
-    Field { name: "notPorts",   negated: true,  attribute: Attribute::DestinationPort, value: port_value, values: |o| &o.not_ports },
-    Field { name: "methods",    negated: false, attribute: Attribute::Method,          value: text_value, values: |o| &o.methods },
-    Field { name: "notMethods", negated: true,  attribute: Attribute::Method,          value: text_value, values: |o| &o.not_methods },
-    Field { name: "paths",      negated: false, attribute: Attribute::Path,            value: path_value, values: |o| &o.paths },
-    Field { name: "notPaths",   negated: true,  attribute: Attribute::Path,            value: path_value, values: |o| &o.not_paths },
+    Field { name: "hosts",      negated: false, attribute: Attribute::Host,            value: host_value, values: |o| o.hosts.as_deref() },
+    Field { name: "notHosts",   negated: true,  attribute: Attribute::Host,            value: host_value, values: |o| o.not_hosts.as_deref() },
+    Field { name: "ports",      negated: false, attribute: Attribute::DestinationPort, value: port_value, values: |o| o.ports.as_deref() },
+    Field { name: "notPorts",   negated: true,  attribute: Attribute::DestinationPort, value: port_value, values: |o| o.not_ports.as_deref() },
+    Field { name: "methods",    negated: false, attribute: Attribute::Method,          value: text_value, values: |o| o.methods.as_deref() },
+    Field { name: "notMethods", negated: true,  attribute: Attribute::Method,          value: text_value, values: |o| o.not_methods.as_deref() },
+    Field { name: "paths",      negated: false, attribute: Attribute::Path,            value: path_value, values: |o| o.paths.as_deref() },
+    Field { name: "notPaths",   negated: true,  attribute: Attribute::Path,            value: path_value, values: |o| o.not_paths.as_deref() },
 ];
 
 /// The constraints of the fields `raw` sets, in table order.
 fn constraints<R>(raw: &R, fields: &[Field<R>]) -> Result<Vec<Constraint>, ConfigError> {
     let mut out = Vec::new();
     for field in fields {
-        let values = (field.values)(raw).as_deref();
+        let values = (field.values)(raw);
         out.extend(constraint(
             field.name,
             &field.attribute,

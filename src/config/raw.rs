@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 #[cfg_attr(
@@ -250,13 +250,10 @@ pub struct RawSource {
 pub struct RawOperation {
     pub hosts: Option<Vec<String>>,
     pub not_hosts: Option<Vec<String>>,
-    // Numbers or strings, read as text like every other operation field.
-    #[serde(default, deserialize_with = "port_texts")]
     #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<NumberOrString>>"))]
-    pub ports: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "port_texts")]
+    pub ports: Option<Ports>,
     #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<NumberOrString>>"))]
-    pub not_ports: Option<Vec<String>>,
+    pub not_ports: Option<Ports>,
     pub methods: Option<Vec<String>>,
     pub not_methods: Option<Vec<String>>,
     pub paths: Option<Vec<String>>,
@@ -292,17 +289,28 @@ impl NumberOrString {
             NumberOrString::Text(s) => s.trim().parse().ok(),
         }
     }
+}
 
-    fn into_text(self) -> String {
-        match self {
+/// `ports: [8080, "9090"]` read as `["8080", "9090"]`, so that every operation field is a list
+/// of text.
+#[derive(Debug, Deserialize)]
+#[serde(from = "Vec<NumberOrString>")]
+pub struct Ports(Vec<String>);
+
+impl From<Vec<NumberOrString>> for Ports {
+    fn from(ports: Vec<NumberOrString>) -> Ports {
+        let text = |port| match port {
             NumberOrString::Number(n) => n.to_string(),
             NumberOrString::Text(t) => t,
-        }
+        };
+        Ports(ports.into_iter().map(text).collect())
     }
 }
 
-/// `ports: [8080, "9090"]` read as `["8080", "9090"]`, so every operation field is a list of text.
-fn port_texts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
-    let ports = Option::<Vec<NumberOrString>>::deserialize(deserializer)?;
-    Ok(ports.map(|list| list.into_iter().map(NumberOrString::into_text).collect()))
+impl std::ops::Deref for Ports {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
 }
