@@ -1,13 +1,13 @@
-//! `jwtRules`, `clockSkew` and `jwksRefreshInterval` compiled into the JWT authenticator's
-//! settings (Envoy's `jwt_authn` `JwtAuthentication` and its `JwtProvider`s). Errors name fields
-//! relative to the rule; `config` adds `jwtRules[i]`.
+//! `jwtRules`, `clockSkew`, `jwksRefreshInterval` and `signatureBackend` compiled into the JWT
+//! authenticator's settings (Envoy's `jwt_authn` `JwtAuthentication` and its `JwtProvider`s).
+//! Errors name fields relative to the rule; `config` adds `jwtRules[i]`.
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::raw::RawJwtRule;
+use super::raw::{RawJwtRule, RawSignatureBackend};
 use super::uri::Uri;
-use super::{is_header_name, parse_duration, ConfigError};
+use super::{is_header_name, parse_duration, ConfigError, SignatureBackendChoice};
 use crate::jwt::extract::Location;
 use crate::jwt::jwks::Jwks;
 use crate::jwt::{
@@ -39,6 +39,17 @@ pub(super) fn config(clock_skew: Duration, refresh: Duration, rules: Vec<JwtRule
     };
     config.index_locations();
     config
+}
+
+/// `signatureBackend`.
+impl From<RawSignatureBackend> for SignatureBackendChoice {
+    fn from(raw: RawSignatureBackend) -> SignatureBackendChoice {
+        match raw {
+            RawSignatureBackend::Auto => SignatureBackendChoice::Auto,
+            RawSignatureBackend::Host => SignatureBackendChoice::Host,
+            RawSignatureBackend::Rust => SignatureBackendChoice::Rust,
+        }
+    }
 }
 
 fn duration(text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {

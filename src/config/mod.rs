@@ -16,7 +16,7 @@ mod uri;
 use std::fmt;
 
 pub use duration::parse_duration;
-use raw::RawConfig;
+use raw::{OneOf, RawConfig};
 
 use crate::ext_authz::Provider;
 use crate::jwt::{JwtConfig, JwtRule};
@@ -147,12 +147,9 @@ impl Config {
 }
 
 fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
-    let path_normalization = match &raw.path_normalization {
-        None => PathNormalization::default(),
-        Some(text) => {
-            PathNormalization::parse(text).map_err(|m| ConfigError::new("pathNormalization", m))?
-        }
-    };
+    let path_normalization = raw
+        .path_normalization
+        .map_or_else(PathNormalization::default, |OneOf(p)| p.into());
 
     let providers = each(
         "extensionProviders",
@@ -207,17 +204,9 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         decision_cache_size: raw
             .decision_cache_size
             .map_or(crate::ext_authz::cache::DEFAULT_SIZE, |s| s as usize),
-        signature_backend: match raw.signature_backend.as_deref() {
-            None | Some("auto") => SignatureBackendChoice::Auto,
-            Some("host") => SignatureBackendChoice::Host,
-            Some("rust") => SignatureBackendChoice::Rust,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "signatureBackend",
-                    format!("unknown value {other:?} (auto, host, rust)"),
-                ))
-            }
-        },
+        signature_backend: raw
+            .signature_backend
+            .map_or_else(SignatureBackendChoice::default, |OneOf(s)| s.into()),
     })
 }
 

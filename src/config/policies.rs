@@ -1,12 +1,16 @@
 //! `policies` (Istio `AuthorizationPolicy.spec` entries): rules, `from[].source`,
 //! `to[].operation` and `when[]` compiled into the constraints the evaluator matches, and the
-//! entries grouped by action. Errors name fields relative to the policy; `config` adds
-//! `policies[i]`.
+//! entries grouped by action; also `pathNormalization`, which says what the paths they match
+//! are. Errors name fields relative to the policy; `config` adds `policies[i]`.
 
-use super::raw::{RawCondition, RawOperation, RawPolicy, RawProviderRef, RawRule, RawSource};
+use super::raw::{
+    OneOf, RawAction, RawCondition, RawOperation, RawPathNormalization, RawPolicy, RawProviderRef,
+    RawRule, RawSource,
+};
 use super::{each, is_header_name, ConfigError};
 use crate::ext_authz::Provider;
 use crate::policy::matcher::{Cidr, HostMatch, PathMatch, StringMatch};
+use crate::policy::path::PathNormalization;
 use crate::policy::{Attribute, Constraint, CustomPolicy, Policies, Policy, Rule, ValueMatch};
 
 /// A compiled `policies[]` entry, before the entries are grouped by action.
@@ -34,29 +38,29 @@ pub(super) fn compile(
         rules,
         dry_run: raw.dry_run,
     };
-    match raw.action.as_deref().unwrap_or("ALLOW") {
-        "CUSTOM" => {
+    match raw.action.map_or_else(RawAction::default, |OneOf(a)| a) {
+        RawAction::Custom => {
             let provider = custom_provider(raw.provider.as_ref(), providers, earlier)?;
             Ok(Entry::Custom(CustomPolicy { policy, provider }))
         }
-        action @ ("DENY" | "ALLOW") => {
-            if raw.provider.is_some() {
-                return Err(ConfigError::new(
-                    "provider",
-                    "is only allowed with action CUSTOM",
-                ));
-            }
-            Ok(if action == "DENY" {
-                Entry::Deny(policy)
-            } else {
-                Entry::Allow(policy)
-            })
-        }
-        "AUDIT" => Err(ConfigError::new("action", "AUDIT is not supported")),
-        other => Err(ConfigError::new(
-            "action",
-            format!("unknown action {other:?} (CUSTOM, DENY, ALLOW)"),
+        _ if raw.provider.is_some() => Err(ConfigError::new(
+            "provider",
+            "is only allowed with action CUSTOM",
         )),
+        RawAction::Deny => Ok(Entry::Deny(policy)),
+        RawAction::Allow => Ok(Entry::Allow(policy)),
+    }
+}
+
+/// `pathNormalization`, Istio's names for the modes the filter applies.
+impl From<RawPathNormalization> for PathNormalization {
+    fn from(raw: RawPathNormalization) -> PathNormalization {
+        match raw {
+            RawPathNormalization::None => PathNormalization::None,
+            RawPathNormalization::Base | RawPathNormalization::Default => PathNormalization::Base,
+            RawPathNormalization::MergeSlashes => PathNormalization::MergeSlashes,
+            RawPathNormalization::DecodeAndMergeSlashes => PathNormalization::DecodeAndMergeSlashes,
+        }
     }
 }
 
@@ -313,19 +317,28 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    /// Istio's `Source` and `Operation` fields: the attribute each positive field matches, a
-    /// value it accepts and the kind of matcher it compiles to; each `not*` form is its negation.
+    /// An Istio `Source` or `Operation` field as Istio defines it: the attribute it matches, a
+    /// value it accepts and the kind of matcher that value compiles to.
+    struct Istio {
+        kind: &'static str,
+        field: &'static str,
+        attribute: Attribute,
+        value: &'static str,
+        compiles_to: fn(&ValueMatch) -> bool,
+    }
+
+    /// The positive fields; each `not*` form is their negation.
     #[rustfmt::skip]
-    const ISTIO: &[(&str, &str, Attribute, &str, fn(&ValueMatch) -> bool)] = &[
-        ("source", "principals",        Attribute::PeerPrincipal,    "spiffe://a", |v| matches!(v, ValueMatch::Text(_))),
-        ("source", "requestPrincipals", Attribute::RequestPrincipal, "iss/sub",    |v| matches!(v, ValueMatch::Text(_))),
-        ("source", "namespaces",        Attribute::Namespace,        "prod",       |v| matches!(v, ValueMatch::Text(_))),
-        ("source", "ipBlocks",          Attribute::SourceIp,         "10.0.0.0/8", |v| matches!(v, ValueMatch::Ip(_))),
-        ("source", "remoteIpBlocks",    Attribute::RemoteIp,         "10.0.0.1",   |v| matches!(v, ValueMatch::Ip(_))),
-        ("operation", "hosts",          Attribute::Host,             "a.example",  |v| matches!(v, ValueMatch::Host(_))),
-        ("operation", "ports",          Attribute::DestinationPort,  "8080",       |v| matches!(v, ValueMatch::Port(8080))),
-        ("operation", "methods",        Attribute::Method,           "GET",        |v| matches!(v, ValueMatch::Text(_))),
-        ("operation", "paths",          Attribute::Path,             "/a/*",       |v| matches!(v, ValueMatch::Path(_))),
+    const ISTIO: &[Istio] = &[
+        Istio { kind: "source",    field: "principals",        attribute: Attribute::PeerPrincipal,    value: "spiffe://a", compiles_to: |v| matches!(v, ValueMatch::Text(_)) },
+        Istio { kind: "source",    field: "requestPrincipals", attribute: Attribute::RequestPrincipal, value: "iss/sub",    compiles_to: |v| matches!(v, ValueMatch::Text(_)) },
+        Istio { kind: "source",    field: "namespaces",        attribute: Attribute::Namespace,        value: "prod",       compiles_to: |v| matches!(v, ValueMatch::Text(_)) },
+        Istio { kind: "source",    field: "ipBlocks",          attribute: Attribute::SourceIp,         value: "10.0.0.0/8", compiles_to: |v| matches!(v, ValueMatch::Ip(_)) },
+        Istio { kind: "source",    field: "remoteIpBlocks",    attribute: Attribute::RemoteIp,         value: "10.0.0.1",   compiles_to: |v| matches!(v, ValueMatch::Ip(_)) },
+        Istio { kind: "operation", field: "hosts",             attribute: Attribute::Host,             value: "a.example",  compiles_to: |v| matches!(v, ValueMatch::Host(_)) },
+        Istio { kind: "operation", field: "ports",             attribute: Attribute::DestinationPort,  value: "8080",       compiles_to: |v| matches!(v, ValueMatch::Port(8080)) },
+        Istio { kind: "operation", field: "methods",           attribute: Attribute::Method,           value: "GET",        compiles_to: |v| matches!(v, ValueMatch::Text(_)) },
+        Istio { kind: "operation", field: "paths",             attribute: Attribute::Path,             value: "/a/*",       compiles_to: |v| matches!(v, ValueMatch::Path(_)) },
     ];
 
     fn only_constraint(kind: &str, field: &str, value: &str) -> Constraint {
@@ -347,19 +360,20 @@ mod tests {
 
     #[test]
     fn every_source_and_operation_field_reads_its_key_and_only_not_fields_negate() {
-        for (kind, positive, attribute, value, kind_of_value) in ISTIO {
+        for istio in ISTIO {
+            let positive = istio.field;
             let negative = format!("not{}{}", positive[..1].to_uppercase(), &positive[1..]);
             for (field, negated) in [(positive.to_string(), false), (negative, true)] {
-                let constraint = only_constraint(kind, &field, value);
-                assert_eq!(constraint.attribute, *attribute, "{field}");
+                let constraint = only_constraint(istio.kind, &field, istio.value);
+                assert_eq!(constraint.attribute, istio.attribute, "{field}");
                 assert_eq!(constraint.negated, negated, "{field}");
                 assert!(
-                    kind_of_value(&constraint.values[0]),
+                    (istio.compiles_to)(&constraint.values[0]),
                     "{field}: {constraint:?}"
                 );
             }
         }
-        let sources = ISTIO.iter().filter(|f| f.0 == "source").count();
+        let sources = ISTIO.iter().filter(|f| f.kind == "source").count();
         assert_eq!(SOURCE.len(), 2 * sources);
         assert_eq!(OPERATION.len(), 2 * (ISTIO.len() - sources));
     }

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::de::{value, DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Default, Deserialize)]
 #[cfg_attr(
@@ -28,7 +29,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub policies: Vec<RawPolicy>,
     /// `NONE`, `BASE` (default), `MERGE_SLASHES` or `DECODE_AND_MERGE_SLASHES`.
-    pub path_normalization: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawPathNormalization>"))]
+    pub path_normalization: Option<OneOf<RawPathNormalization>>,
     /// Adds `x-inline-authz-denied-by: <reason>` to every local reply (opt-in).
     #[serde(default)]
     pub expose_denial_reason: bool,
@@ -38,7 +40,8 @@ pub struct RawConfig {
     pub decision_cache_size: Option<u32>,
     /// Where RS*/ES* signatures are checked: `auto` (Envoy's BoringSSL when the host offers
     /// `verify_signature`, else pure Rust), `host` (refuse to start without it) or `rust`.
-    pub signature_backend: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawSignatureBackend>"))]
+    pub signature_backend: Option<OneOf<RawSignatureBackend>>,
 }
 
 /// `RequestAuthentication.spec.jwtRules[]`, plus `jwksCluster` for plain Envoy.
@@ -162,7 +165,8 @@ pub struct RawPolicy {
     /// Used in logs, metrics and the denial reason; default `policies[<index>]`.
     pub name: Option<String>,
     /// `CUSTOM`, `DENY` or `ALLOW` (default `ALLOW`).
-    pub action: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawAction>"))]
+    pub action: Option<OneOf<RawAction>>,
     /// CUSTOM only: the extension provider to call.
     pub provider: Option<RawProviderRef>,
     pub rules: Option<Vec<RawRule>>,
@@ -312,5 +316,94 @@ impl std::ops::Deref for Ports {
 
     fn deref(&self) -> &[String] {
         &self.0
+    }
+}
+
+/// `policies[].action`: Istio's `AuthorizationPolicy.Action`, without `AUDIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Action")
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RawAction {
+    Custom,
+    Deny,
+    #[default]
+    Allow,
+}
+
+/// `pathNormalization`: Istio's `meshConfig.pathNormalization` (`DEFAULT` is `BASE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "PathNormalization")
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RawPathNormalization {
+    None,
+    Base,
+    MergeSlashes,
+    DecodeAndMergeSlashes,
+    Default,
+}
+
+/// `signatureBackend`: where RS*/ES* signatures are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "SignatureBackend")
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSignatureBackend {
+    Auto,
+    Host,
+    Rust,
+}
+
+/// A name of the closed set `T`, read with `T`'s serde variant names (which the schema lists:
+/// each field says `schemars(with = "Option<T>")`). Another name is refused as `T` words it
+/// (`unknown action "ALOW" (CUSTOM, DENY, ALLOW)`), not with serde's "unknown variant". On a
+/// wrapper rather than `#[serde(try_from = "String")]` on `T`, which would make the schema say
+/// "string", or a field's `deserialize_with`, which needs `#[serde(default)]`.
+#[derive(Debug, Clone, Copy)]
+pub struct OneOf<T>(pub T);
+
+/// How the filter refuses a name that is not in a closed set.
+pub trait Refusal {
+    fn refusal(name: &str) -> String;
+}
+
+impl<'de, T: DeserializeOwned + Refusal> Deserialize<'de> for OneOf<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<OneOf<T>, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        let known: Result<T, value::Error> = T::deserialize(value::StrDeserializer::new(&name));
+        known
+            .map(OneOf)
+            .map_err(|_| D::Error::custom(T::refusal(&name)))
+    }
+}
+
+impl Refusal for RawAction {
+    fn refusal(name: &str) -> String {
+        match name {
+            "AUDIT" => "AUDIT is not supported".to_string(),
+            _ => format!("unknown action {name:?} (CUSTOM, DENY, ALLOW)"),
+        }
+    }
+}
+
+impl Refusal for RawPathNormalization {
+    fn refusal(name: &str) -> String {
+        format!("unknown value {name:?} (NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES)")
+    }
+}
+
+impl Refusal for RawSignatureBackend {
+    fn refusal(name: &str) -> String {
+        format!("unknown value {name:?} (auto, host, rust)")
     }
 }
