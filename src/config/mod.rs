@@ -166,7 +166,8 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     )?;
 
     let entries = each("policies", &raw.policies, |p, earlier| {
-        // Istio names a policy by its metadata; without a `name`, it is named by its place.
+        // Istio names a policy by its metadata; without a `name`, it is named by its place
+        // (`earlier` holds every entry before it).
         let place = format!("policies[{}]", earlier.len());
         policies::compile(p, place, &providers, earlier)
     })?;

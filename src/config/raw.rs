@@ -364,16 +364,18 @@ pub enum RawSignatureBackend {
     Rust,
 }
 
-/// A name of the closed set `T`, read with `T`'s serde variant names (which the schema lists:
-/// each field says `schemars(with = "Option<T>")`). Another name is refused as `T` words it
-/// (`unknown action "ALOW" (CUSTOM, DENY, ALLOW)`), not with serde's "unknown variant". On a
-/// wrapper rather than `#[serde(try_from = "String")]` on `T`, which would make the schema say
-/// "string", or a field's `deserialize_with`, which needs `#[serde(default)]`.
+/// A name of the closed set `T`, read by `T`'s serde variant names (the ones the schema lists:
+/// each field takes its schema from `Option<T>`). Any other name is refused in the words of
+/// `T::refusal`, not with serde's "unknown variant" message. A wrapper because
+/// `#[serde(try_from = "String")]` on `T` would make the schema a plain string, and a field's
+/// `deserialize_with` needs `#[serde(default)]`, which changes how a struct written as a JSON
+/// array is read.
 #[derive(Debug, Clone, Copy)]
 pub struct OneOf<T>(pub T);
 
 /// How the filter refuses a name that is not in a closed set.
 pub trait Refusal {
+    /// The error message for `name`, which is not one of the set.
     fn refusal(name: &str) -> String;
 }
 
