@@ -135,3 +135,78 @@ fn every_istio_example_manifest_passes_the_checker() {
         files.len()
     );
 }
+
+#[test]
+fn the_schema_lists_the_closed_sets_the_parser_accepts() {
+    use inline_authz::config::Config;
+    let schema = inline_authz::config::json_schema();
+    let values = |definition: &str| -> Vec<String> {
+        schema["$defs"][definition]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("$defs.{definition}.enum"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(values("Action"), ["CUSTOM", "DENY", "ALLOW"]);
+    assert_eq!(
+        values("PathNormalization"),
+        [
+            "NONE",
+            "BASE",
+            "MERGE_SLASHES",
+            "DECODE_AND_MERGE_SLASHES",
+            "DEFAULT"
+        ]
+    );
+    assert_eq!(values("SignatureBackend"), ["auto", "host", "rust"]);
+    let provider = r#""extensionProviders": [{"name": "p", "envoyExtAuthzHttp": {"service": "s", "port": 80}}]"#;
+    let mut configs = Vec::new();
+    for action in values("Action") {
+        let named = if action == "CUSTOM" {
+            r#", "provider": {"name": "p"}"#
+        } else {
+            ""
+        };
+        configs.push(format!(
+            r#"{{{provider}, "policies": [{{"action": "{action}"{named}}}]}}"#
+        ));
+    }
+    configs.extend(
+        values("PathNormalization")
+            .iter()
+            .map(|v| format!(r#"{{"pathNormalization": "{v}"}}"#)),
+    );
+    configs.extend(
+        values("SignatureBackend")
+            .iter()
+            .map(|v| format!(r#"{{"signatureBackend": "{v}"}}"#)),
+    );
+    for config in &configs {
+        if let Err(e) = Config::parse(config.as_bytes()) {
+            panic!("{config}: {e}");
+        }
+    }
+
+    let script = r#"
+import json, jsonschema
+validator = jsonschema.Draft202012Validator(json.load(open("schema/plugin-config.schema.json")))
+for bad in [{"policies": [{"action": "ALOW"}]}, {"policies": [{"action": "AUDIT"}]},
+            {"pathNormalization": "base"}, {"signatureBackend": "Rust"}]:
+    assert list(validator.iter_errors(bad)), ("the schema must refuse", bad)
+for good in [{"policies": [{"action": None}]}, {"pathNormalization": None}, {"signatureBackend": None}]:
+    assert not list(validator.iter_errors(good)), ("the schema must accept", good)
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,9 +1,11 @@
 //! The configuration exactly as written by the user: Istio field names, every field known.
-//! Validation and compilation happen in `config.rs`; this file only mirrors the schema.
+//! Validation and compilation happen in the domain modules beside it; this file only mirrors the
+//! schema.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::de::{value, DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Default, Deserialize)]
 #[cfg_attr(
@@ -27,7 +29,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub policies: Vec<RawPolicy>,
     /// `NONE`, `BASE` (default), `MERGE_SLASHES` or `DECODE_AND_MERGE_SLASHES`.
-    pub path_normalization: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawPathNormalization>"))]
+    pub path_normalization: Option<OneOf<RawPathNormalization>>,
     /// Adds `x-inline-authz-denied-by: <reason>` to every local reply (opt-in).
     #[serde(default)]
     pub expose_denial_reason: bool,
@@ -37,7 +40,8 @@ pub struct RawConfig {
     pub decision_cache_size: Option<u32>,
     /// Where RS*/ES* signatures are checked: `auto` (Envoy's BoringSSL when the host offers
     /// `verify_signature`, else pure Rust), `host` (refuse to start without it) or `rust`.
-    pub signature_backend: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawSignatureBackend>"))]
+    pub signature_backend: Option<OneOf<RawSignatureBackend>>,
 }
 
 /// `RequestAuthentication.spec.jwtRules[]`, plus `jwksCluster` for plain Envoy.
@@ -161,7 +165,8 @@ pub struct RawPolicy {
     /// Used in logs, metrics and the denial reason; default `policies[<index>]`.
     pub name: Option<String>,
     /// `CUSTOM`, `DENY` or `ALLOW` (default `ALLOW`).
-    pub action: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawAction>"))]
+    pub action: Option<OneOf<RawAction>>,
     /// CUSTOM only: the extension provider to call.
     pub provider: Option<RawProviderRef>,
     pub rules: Option<Vec<RawRule>>,
@@ -249,8 +254,10 @@ pub struct RawSource {
 pub struct RawOperation {
     pub hosts: Option<Vec<String>>,
     pub not_hosts: Option<Vec<String>>,
-    pub ports: Option<Vec<NumberOrString>>,
-    pub not_ports: Option<Vec<NumberOrString>>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<NumberOrString>>"))]
+    pub ports: Option<Ports>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<NumberOrString>>"))]
+    pub not_ports: Option<Ports>,
     pub methods: Option<Vec<String>>,
     pub not_methods: Option<Vec<String>>,
     pub paths: Option<Vec<String>>,
@@ -285,5 +292,120 @@ impl NumberOrString {
             NumberOrString::Number(n) => Some(*n),
             NumberOrString::Text(s) => s.trim().parse().ok(),
         }
+    }
+}
+
+/// `ports: [8080, "9090"]` read as `["8080", "9090"]`, so that every operation field is a list
+/// of text.
+#[derive(Debug, Deserialize)]
+#[serde(from = "Vec<NumberOrString>")]
+pub struct Ports(Vec<String>);
+
+impl From<Vec<NumberOrString>> for Ports {
+    fn from(ports: Vec<NumberOrString>) -> Ports {
+        let text = |port| match port {
+            NumberOrString::Number(n) => n.to_string(),
+            NumberOrString::Text(t) => t,
+        };
+        Ports(ports.into_iter().map(text).collect())
+    }
+}
+
+impl std::ops::Deref for Ports {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// `policies[].action`: Istio's `AuthorizationPolicy.Action`, without `AUDIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Action")
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RawAction {
+    Custom,
+    Deny,
+    #[default]
+    Allow,
+}
+
+/// `pathNormalization`: Istio's `meshConfig.pathNormalization` (`DEFAULT` is `BASE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "PathNormalization")
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RawPathNormalization {
+    None,
+    Base,
+    MergeSlashes,
+    DecodeAndMergeSlashes,
+    Default,
+}
+
+/// `signatureBackend`: where RS*/ES* signatures are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "SignatureBackend")
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSignatureBackend {
+    Auto,
+    Host,
+    Rust,
+}
+
+/// A name of the closed set `T`, read by `T`'s serde variant names (the ones the schema lists:
+/// each field takes its schema from `Option<T>`). Any other name is refused in the words of
+/// `T::refusal`, not with serde's "unknown variant" message. A wrapper because
+/// `#[serde(try_from = "String")]` on `T` would make the schema a plain string, and a field's
+/// `deserialize_with` needs `#[serde(default)]`, which changes how a struct written as a JSON
+/// array is read.
+#[derive(Debug, Clone, Copy)]
+pub struct OneOf<T>(pub T);
+
+/// How the filter refuses a name that is not in a closed set.
+pub trait Refusal {
+    /// The error message for `name`, which is not one of the set.
+    fn refusal(name: &str) -> String;
+}
+
+impl<'de, T: DeserializeOwned + Refusal> Deserialize<'de> for OneOf<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<OneOf<T>, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        let known: Result<T, value::Error> = T::deserialize(value::StrDeserializer::new(&name));
+        known
+            .map(OneOf)
+            .map_err(|_| D::Error::custom(T::refusal(&name)))
+    }
+}
+
+impl Refusal for RawAction {
+    fn refusal(name: &str) -> String {
+        match name {
+            "AUDIT" => "AUDIT is not supported".to_string(),
+            _ => format!("unknown action {name:?} (CUSTOM, DENY, ALLOW)"),
+        }
+    }
+}
+
+impl Refusal for RawPathNormalization {
+    fn refusal(name: &str) -> String {
+        format!("unknown value {name:?} (NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES)")
+    }
+}
+
+impl Refusal for RawSignatureBackend {
+    fn refusal(name: &str) -> String {
+        format!("unknown value {name:?} (auto, host, rust)")
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::ext_authz::BodyOptions;
 use crate::policy::{decide, Decision, RequestAttributes, Stage};
 use std::time::Duration;
 
@@ -295,4 +296,121 @@ fn bad_jwt_rules_name_the_field() {
             "for {json}\n  got:  {error}\n  want: {want}"
         );
     }
+}
+
+#[test]
+fn only_the_position_serde_json_appends_is_cut_from_its_message() {
+    assert_eq!(
+        error_of(r#"{"policies": [{"nmae at line 1": "x"}]}"#),
+        "policies[0].nmae at line 1: unknown field `nmae at line 1`, expected one of `name`, `action`, `provider`, `rules`, `dryRun`"
+    );
+    assert_eq!(
+        error_of("{\n  \"clockSkew\": 1\n}"),
+        "clockSkew: invalid type: integer `1`, expected a string"
+    );
+}
+
+#[test]
+fn closed_sets_refuse_other_names_in_the_filter_s_own_words() {
+    let cases = [
+        (
+            r#"{"policies": [{"action": "ALOW"}]}"#,
+            r#"policies[0].action: unknown action "ALOW" (CUSTOM, DENY, ALLOW)"#,
+        ),
+        (
+            r#"{"policies": [{"action": "allow"}]}"#,
+            r#"policies[0].action: unknown action "allow" (CUSTOM, DENY, ALLOW)"#,
+        ),
+        (
+            r#"{"policies": [{"name": "a"}, {"action": "AUDIT"}]}"#,
+            "policies[1].action: AUDIT is not supported",
+        ),
+        (
+            r#"{"policies": [{"action": 1}]}"#,
+            "policies[0].action: invalid type: integer `1`, expected a string",
+        ),
+        (
+            r#"{"pathNormalization": "base"}"#,
+            r#"pathNormalization: unknown value "base" (NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES)"#,
+        ),
+        (
+            r#"{"pathNormalization": ["BASE"]}"#,
+            "pathNormalization: invalid type: sequence, expected a string",
+        ),
+        (
+            r#"{"signatureBackend": "Rust"}"#,
+            r#"signatureBackend: unknown value "Rust" (auto, host, rust)"#,
+        ),
+        (
+            "{\n  \"jwtRules\": [],\n  \"signatureBackend\": \"boringssl\"\n}",
+            r#"signatureBackend: unknown value "boringssl" (auto, host, rust)"#,
+        ),
+    ];
+    for (json, want) in cases {
+        assert_eq!(error_of(json), want, "for {json}");
+    }
+}
+
+#[test]
+fn closed_sets_accept_each_name_and_null_for_the_default() {
+    let normalization = |json: &str| Config::parse(json.as_bytes()).unwrap().path_normalization;
+    assert_eq!(
+        normalization(r#"{"pathNormalization": "NONE"}"#),
+        PathNormalization::None
+    );
+    assert_eq!(
+        normalization(r#"{"pathNormalization": "BASE"}"#),
+        PathNormalization::Base
+    );
+    assert_eq!(
+        normalization(r#"{"pathNormalization": "DEFAULT"}"#),
+        PathNormalization::Base
+    );
+    assert_eq!(
+        normalization(r#"{"pathNormalization": "MERGE_SLASHES"}"#),
+        PathNormalization::MergeSlashes
+    );
+    assert_eq!(
+        normalization(r#"{"pathNormalization": "DECODE_AND_MERGE_SLASHES"}"#),
+        PathNormalization::DecodeAndMergeSlashes
+    );
+    assert_eq!(
+        normalization(r#"{"pathNormalization": null}"#),
+        PathNormalization::Base
+    );
+
+    let backend = |json: &str| Config::parse(json.as_bytes()).unwrap().signature_backend;
+    assert_eq!(
+        backend(r#"{"signatureBackend": "auto"}"#),
+        SignatureBackendChoice::Auto
+    );
+    assert_eq!(
+        backend(r#"{"signatureBackend": "host"}"#),
+        SignatureBackendChoice::Host
+    );
+    assert_eq!(
+        backend(r#"{"signatureBackend": "rust"}"#),
+        SignatureBackendChoice::Rust
+    );
+    assert_eq!(
+        backend(r#"{"signatureBackend": null}"#),
+        SignatureBackendChoice::Auto
+    );
+    assert_eq!(backend("{}"), SignatureBackendChoice::Auto);
+
+    let policies = Config::parse(
+        br#"{"extensionProviders": [{"name": "p", "envoyExtAuthzHttp": {"service": "s", "port": 80}}],
+             "policies": [{"action": "CUSTOM", "provider": {"name": "p"}}, {"action": "DENY"},
+                          {"action": "ALLOW"}, {"action": null}, {}]}"#,
+    )
+    .unwrap()
+    .policies;
+    assert_eq!(
+        (
+            policies.custom.len(),
+            policies.deny.len(),
+            policies.allow.len()
+        ),
+        (1, 1, 3)
+    );
 }
