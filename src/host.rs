@@ -81,6 +81,17 @@ pub trait Host {
         body: Option<&[u8]>,
         timeout: Duration,
     ) -> HostResult<u32>;
+    /// Calls `service`/`method` on `upstream` (a serialized `GrpcService`, or a cluster name).
+    fn dispatch_grpc_call(
+        &self,
+        upstream: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> HostResult<u32>;
+    /// The message of the gRPC answer now being delivered (`size` bytes).
+    fn grpc_response(&self, size: usize) -> HostResult<Vec<u8>>;
     /// The answer to the callout now being delivered; its body is copied into the VM only when
     /// `wants_body(status)` says it will be used.
     fn call_response(
@@ -91,6 +102,7 @@ pub trait Host {
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()>;
     fn resume_request(&self) -> HostResult<()>;
     fn add_response_header(&self, name: &str, value: &str) -> HostResult<()>;
+    fn set_response_header(&self, name: &str, value: &str) -> HostResult<()>;
     /// The host's clock (never the wasm clock).
     fn now(&self) -> HostResult<SystemTime>;
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
@@ -155,6 +167,24 @@ mod proxy {
                 .map_err(|s| HostError::new("dispatch_http_call", s))
         }
 
+        fn dispatch_grpc_call(
+            &self,
+            upstream: &str,
+            service: &str,
+            method: &str,
+            message: &[u8],
+            timeout: Duration,
+        ) -> HostResult<u32> {
+            hostcalls::dispatch_grpc_call(upstream, service, method, vec![], Some(message), timeout)
+                .map_err(|s| HostError::new("dispatch_grpc_call", s))
+        }
+
+        fn grpc_response(&self, size: usize) -> HostResult<Vec<u8>> {
+            hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+                .map(Option::unwrap_or_default)
+                .map_err(|s| HostError::new("get_buffer(grpc answer)", s))
+        }
+
         fn call_response(
             &self,
             body_size: usize,
@@ -196,6 +226,11 @@ mod proxy {
         fn add_response_header(&self, name: &str, value: &str) -> HostResult<()> {
             hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
                 .map_err(|s| HostError::new("add_map_value(response header)", s))
+        }
+
+        fn set_response_header(&self, name: &str, value: &str) -> HostResult<()> {
+            hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value))
+                .map_err(|s| HostError::new("set_map_value(response header)", s))
         }
 
         fn now(&self) -> HostResult<SystemTime> {
@@ -270,6 +305,17 @@ pub mod fake {
     /// Shared data as the proxy keeps it for all its VMs: value and compare-and-swap token.
     pub type SharedStore = Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>;
 
+    /// A gRPC call the filter made.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct GrpcCall {
+        pub upstream: String,
+        pub service: String,
+        pub method: String,
+        pub message: Vec<u8>,
+        pub timeout: Duration,
+        pub token: u32,
+    }
+
     /// A request the filter sent with `dispatch_http_call`.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Dispatched {
@@ -303,6 +349,9 @@ pub mod fake {
         pub properties: HashMap<String, Vec<u8>>,
         pub dispatch_error: Option<String>,
         pub dispatched: RefCell<Vec<Dispatched>>,
+        pub grpc_calls: RefCell<Vec<GrpcCall>>,
+        /// The message of the next gRPC answer.
+        pub grpc_answer: RefCell<Vec<u8>>,
         /// Tokens handed out by `dispatch_http_call` start above this (one range per worker).
         pub token_base: u32,
         pub call_answer: RefCell<CallResponse>,
@@ -331,6 +380,8 @@ pub mod fake {
                 properties: HashMap::new(),
                 dispatch_error: None,
                 dispatched: RefCell::default(),
+                grpc_calls: RefCell::default(),
+                grpc_answer: RefCell::default(),
                 token_base: 100,
                 call_answer: RefCell::default(),
                 replies: RefCell::default(),
@@ -503,6 +554,42 @@ pub mod fake {
             Ok(token)
         }
 
+        fn dispatch_grpc_call(
+            &self,
+            upstream: &str,
+            service: &str,
+            method: &str,
+            message: &[u8],
+            timeout: Duration,
+        ) -> HostResult<u32> {
+            self.note("dispatch_grpc_call")?;
+            if let Some(e) = &self.dispatch_error {
+                return Err(HostError::new("dispatch_grpc_call", e));
+            }
+            let mut calls = self.grpc_calls.borrow_mut();
+            let token = (calls.len() + self.dispatched.borrow().len()) as u32 + 1 + self.token_base;
+            calls.push(GrpcCall {
+                upstream: upstream.to_string(),
+                service: service.to_string(),
+                method: method.to_string(),
+                message: message.to_vec(),
+                timeout,
+                token,
+            });
+            Ok(token)
+        }
+
+        fn grpc_response(&self, size: usize) -> HostResult<Vec<u8>> {
+            self.note("grpc_response")?;
+            Ok(self
+                .grpc_answer
+                .borrow()
+                .iter()
+                .take(size)
+                .copied()
+                .collect())
+        }
+
         fn call_response(
             &self,
             _body_size: usize,
@@ -545,6 +632,14 @@ pub mod fake {
             self.response_headers
                 .borrow_mut()
                 .push((name.to_string(), value.to_string()));
+            Ok(())
+        }
+
+        fn set_response_header(&self, name: &str, value: &str) -> HostResult<()> {
+            self.note("set_response_header")?;
+            let mut headers = self.response_headers.borrow_mut();
+            headers.retain(|(n, _)| n != name);
+            headers.push((name.to_string(), value.to_string()));
             Ok(())
         }
 

@@ -169,7 +169,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         // Istio names a policy by its metadata; without a `name`, it is named by its place
         // (`earlier` holds every entry before it).
         let place = format!("policies[{}]", earlier.len());
-        policies::compile(p, place, &providers, earlier)
+        policies::compile(p, place, &providers)
     })?;
     let mut policies = policies::group(entries, &providers);
     let needs = policies.needs();

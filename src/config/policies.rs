@@ -21,13 +21,11 @@ pub(super) enum Entry {
     Allow(Policy),
 }
 
-/// One `policies[]` entry; `place` (`policies[2]`) names it when it has no `name`. `earlier`
-/// are the entries before it: every CUSTOM policy must name the same provider.
+/// One `policies[]` entry; `place` (`policies[2]`) names it when it has no `name`.
 pub(super) fn compile(
     raw: &RawPolicy,
     place: String,
     providers: &[Provider],
-    earlier: &[Entry],
 ) -> Result<Entry, ConfigError> {
     let rules = match &raw.rules {
         None => Vec::new(),
@@ -40,7 +38,7 @@ pub(super) fn compile(
     };
     match raw.action.map_or_else(RawAction::default, |OneOf(a)| a) {
         RawAction::Custom => {
-            let provider = custom_provider(raw.provider.as_ref(), providers, earlier)?;
+            let provider = custom_provider(raw.provider.as_ref(), providers)?;
             Ok(Entry::Custom(CustomPolicy { policy, provider }))
         }
         _ if raw.provider.is_some() => Err(ConfigError::new(
@@ -64,12 +62,11 @@ impl From<RawPathNormalization> for PathNormalization {
     }
 }
 
-/// The provider a CUSTOM policy names: one of `extensionProviders`, and the one every CUSTOM
-/// policy before it named (Istio allows one per workload).
+/// The provider a CUSTOM policy names: one of `extensionProviders` (each CUSTOM policy may name
+/// its own, HTTP or gRPC; Istio allows only one per workload unless a pilot flag is set).
 fn custom_provider(
     named: Option<&RawProviderRef>,
     providers: &[Provider],
-    earlier: &[Entry],
 ) -> Result<usize, ConfigError> {
     let Some(named) = named else {
         return Err(ConfigError::new(
@@ -77,29 +74,18 @@ fn custom_provider(
             "is required for a CUSTOM policy",
         ));
     };
-    let Some(index) = providers.iter().position(|q| q.name == named.name) else {
-        return Err(ConfigError::new(
-            "provider.name",
-            format!(
-                "no extension provider named {:?} in extensionProviders",
-                named.name
-            ),
-        ));
-    };
-    let first = earlier.iter().find_map(|e| match e {
-        Entry::Custom(c) => providers.get(c.provider),
-        _ => None,
-    });
-    if let Some(first) = first.filter(|first| first.name != named.name) {
-        return Err(ConfigError::new(
-            "provider.name",
-            format!(
-                "all CUSTOM policies must use one provider (Istio allows one per workload); found {:?} and {:?}",
-                first.name, named.name
-            ),
-        ));
-    }
-    Ok(index)
+    providers
+        .iter()
+        .position(|q| q.name == named.name)
+        .ok_or_else(|| {
+            ConfigError::new(
+                "provider.name",
+                format!(
+                    "no extension provider named {:?} in extensionProviders",
+                    named.name
+                ),
+            )
+        })
 }
 
 /// The entries grouped by action. With no policy at all and one provider, every request is

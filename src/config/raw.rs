@@ -93,7 +93,7 @@ pub struct RawClaimToHeader {
     pub claim: String,
 }
 
-/// `meshConfig.extensionProviders[]`; only `envoyExtAuthzHttp` is a known provider kind.
+/// `meshConfig.extensionProviders[]`: an `envoyExtAuthzHttp` or an `envoyExtAuthzGrpc` service.
 #[derive(Debug, Deserialize)]
 #[cfg_attr(
     feature = "schema",
@@ -104,6 +104,31 @@ pub struct RawClaimToHeader {
 pub struct RawExtensionProvider {
     pub name: String,
     pub envoy_ext_authz_http: Option<RawExtAuthzHttp>,
+    pub envoy_ext_authz_grpc: Option<RawExtAuthzGrpc>,
+}
+
+/// `meshConfig.extensionProviders[].envoyExtAuthzGrpc`, plus our explicit `cluster`.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "EnvoyExtAuthzGrpc")
+)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawExtAuthzGrpc {
+    pub service: String,
+    pub port: NumberOrString,
+    /// An Envoy cluster that speaks HTTP/2; default `outbound|<port>||<service>`.
+    pub cluster: Option<String>,
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub fail_open: bool,
+    pub status_on_error: Option<NumberOrString>,
+    pub include_request_body_in_check: Option<RawBodyInCheck>,
+    /// Istio's field; the filter's header changes always make Envoy choose the route again.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub clear_route_cache: bool,
 }
 
 /// `meshConfig.extensionProviders[].envoyExtAuthzHttp`.
@@ -147,9 +172,8 @@ pub struct RawBodyInCheck {
     pub max_request_bytes: Option<u32>,
     #[serde(default)]
     pub allow_partial_message: bool,
-    /// gRPC-only in Envoy; accepted so Istio configs paste, has no effect over HTTP (as in Envoy).
+    /// gRPC: the body goes as bytes (`raw_body`); over HTTP it has no effect (as in Envoy).
     #[serde(default)]
-    #[allow(dead_code)]
     pub pack_as_bytes: bool,
 }
 

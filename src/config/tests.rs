@@ -41,8 +41,9 @@ fn tutorial_config_compiles_with_istio_defaults() {
     assert_eq!(provider.timeout, Duration::from_secs(10));
     assert_eq!(provider.status_on_error, 403);
     assert!(!provider.fail_open);
-    assert!(provider.request_headers.matches("x-ext-authz"));
-    assert!(provider.downstream_on_deny.is_some());
+    let http = provider.http().unwrap();
+    assert!(http.request_headers.matches("x-ext-authz"));
+    assert!(http.downstream_on_deny.is_some());
     assert_eq!(config.policies.custom.len(), 1);
     assert_eq!(config.path_normalization, PathNormalization::Base);
     let request = RequestAttributes {
@@ -64,8 +65,9 @@ fn defaults_follow_envoy_when_options_are_left_out() {
     let provider = config.custom_provider().unwrap();
     assert_eq!(provider.timeout, Duration::from_secs(600));
     assert_eq!(provider.status_on_error, 403);
-    assert!(provider.downstream_on_deny.is_none());
-    assert!(provider.upstream_on_allow.is_empty());
+    let http = provider.http().unwrap();
+    assert!(http.downstream_on_deny.is_none());
+    assert!(http.upstream_on_allow.is_empty());
     assert_eq!(provider.body, None);
     // One provider and no policy: every request is checked.
     assert!(matches!(
@@ -118,10 +120,11 @@ fn every_option_parses() {
         p.body,
         Some(BodyOptions {
             max_request_bytes: 4096,
-            allow_partial_message: true
+            allow_partial_message: true,
+            pack_as_bytes: false
         })
     );
-    assert_eq!(p.additional_headers[0].0, "x-gateway");
+    assert_eq!(p.http().unwrap().additional_headers[0].0, "x-gateway");
     assert_eq!(config.policies.allow[0].name, "policies[2]");
     assert!(
         config.needs.source_ip
@@ -161,7 +164,7 @@ fn bad_configurations_name_the_field() {
         (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80,"includeAdditionalHeadersInCheck":{"x-a":"50%"}}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.includeAdditionalHeadersInCheck.x-a"),
         (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80,"includeRequestHeadersInCheck":["bad header"]}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.includeRequestHeadersInCheck[0]"),
         (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"","port":80}}]}"#.into(), "extensionProviders[0].envoyExtAuthzHttp.service: must not be empty"),
-        (r#"{"extensionProviders":[{"name":"p"}]}"#.into(), "extensionProviders[0]: envoyExtAuthzHttp is required"),
+        (r#"{"extensionProviders":[{"name":"p"}]}"#.into(), "extensionProviders[0]: envoyExtAuthzHttp or envoyExtAuthzGrpc is required"),
         (r#"{"extensionProviders":[{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80}},{"name":"p","envoyExtAuthzHttp":{"service":"s","port":80}}]}"#.into(), "extensionProviders[1].name: duplicate provider name"),
         (r#"{"pathNormalization": "base"}"#.into(), "pathNormalization: unknown value"),
         ("not json".into(), "expected"),
@@ -177,14 +180,94 @@ fn bad_configurations_name_the_field() {
 }
 
 #[test]
-fn custom_policies_must_share_one_provider() {
+fn each_custom_policy_names_its_own_provider_http_or_grpc() {
     let json = r#"{"extensionProviders":[
         {"name":"a","envoyExtAuthzHttp":{"service":"s","port":80}},
-        {"name":"b","envoyExtAuthzHttp":{"service":"t","port":80}}],
-      "policies":[{"action":"CUSTOM","provider":{"name":"a"},"rules":[{}]},
-                  {"action":"CUSTOM","provider":{"name":"b"},"rules":[{}]}]}"#;
-    assert!(error_of(json)
-        .starts_with("policies[1].provider.name: all CUSTOM policies must use one provider"));
+        {"name":"b","envoyExtAuthzGrpc":{"service":"ns/t.example","port":9000}}],
+      "policies":[{"action":"CUSTOM","provider":{"name":"b"},"rules":[{}]},
+                  {"action":"CUSTOM","provider":{"name":"a"},"rules":[{}]}]}"#;
+    let config = Config::parse(json.as_bytes()).unwrap();
+    let named: Vec<usize> = config.policies.custom.iter().map(|c| c.provider).collect();
+    assert_eq!(named, [1, 0]);
+    let Decision::Ask(checks) = decide(
+        &config.policies,
+        &RequestAttributes::default(),
+        Stage::Authenticated,
+    ) else {
+        panic!("both CUSTOM policies match");
+    };
+    let order: Vec<usize> = checks.iter().map(|c| c.provider).collect();
+    assert_eq!(order, [0, 1], "asked in extensionProviders order");
+    let grpc = &config.providers[1];
+    assert_eq!(grpc.cluster, "outbound|9000||t.example");
+    assert_eq!(grpc.timeout, Duration::from_secs(600));
+    let crate::ext_authz::Service::Grpc(service) = &grpc.service else {
+        panic!("a gRPC provider");
+    };
+    assert_eq!(service.authority, "t.example");
+    assert_eq!(
+        service.upstream.as_bytes(),
+        crate::ext_authz::grpc::grpc_service("outbound|9000||t.example", "t.example")
+    );
+}
+
+#[test]
+fn grpc_provider_options_and_their_refusals() {
+    let config = Config::parse(
+        br#"{"extensionProviders":[{"name":"g","envoyExtAuthzGrpc":{
+          "service":"ext-authz.default.svc.cluster.local","port":"9000","cluster":"authz-grpc",
+          "timeout":"250ms","failOpen":true,"statusOnError":"503","clearRouteCache":true,
+          "includeRequestBodyInCheck":{"maxRequestBytes":64,"allowPartialMessage":true,"packAsBytes":true}}}]}"#,
+    )
+    .unwrap();
+    let p = &config.providers[0];
+    assert_eq!(
+        (
+            p.cluster.as_str(),
+            p.timeout,
+            p.fail_open,
+            p.status_on_error
+        ),
+        ("authz-grpc", Duration::from_millis(250), true, 503)
+    );
+    assert_eq!(
+        p.body,
+        Some(BodyOptions {
+            max_request_bytes: 64,
+            allow_partial_message: true,
+            pack_as_bytes: true
+        })
+    );
+    for (json, want) in [
+        (
+            r#"{"name":"g","envoyExtAuthzGrpc":{"service":"s","port":0}}"#,
+            "extensionProviders[0].envoyExtAuthzGrpc.port: must be a port number in [1, 65535]",
+        ),
+        (
+            r#"{"name":"g","envoyExtAuthzGrpc":{"service":"s","port":9000,"pathPrefix":"/x"}}"#,
+            "extensionProviders[0].envoyExtAuthzGrpc.pathPrefix: unknown field `pathPrefix`",
+        ),
+        (
+            r#"{"name":"g","envoyExtAuthzGrpc":{"service":"s","port":9000,"timeout":"0s"}}"#,
+            "extensionProviders[0].envoyExtAuthzGrpc.timeout: must be greater than 0",
+        ),
+        (
+            r#"{"name":"g","envoyExtAuthzGrpc":{"service":"s","port":9000,"statusOnError":99}}"#,
+            "extensionProviders[0].envoyExtAuthzGrpc.statusOnError: must be an HTTP status code",
+        ),
+        (
+            r#"{"name":"g","envoyExtAuthzGrpc":{"service":"s","port":9000},
+               "envoyExtAuthzHttp":{"service":"s","port":8000}}"#,
+            "extensionProviders[0]: set one of envoyExtAuthzHttp or envoyExtAuthzGrpc, not both",
+        ),
+    ] {
+        let error = error_of(&format!(r#"{{"extensionProviders":[{json}]}}"#));
+        assert!(
+            error.starts_with(want),
+            "got: {error}
+want: {want}"
+        );
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! always-sent headers plus `includeRequestHeadersInCheck`, then `includeAdditionalHeadersInCheck`
 //! (overwriting), and the body when configured.
 
-use super::{Provider, TemplateSource};
+use super::{HttpService, TemplateSource};
 
 /// Headers Envoy's HTTP `ext_authz` client sends whatever the allow list says.
 const ALWAYS_SENT: [&str; 4] = [":method", ":path", ":authority", "authorization"];
@@ -34,7 +34,8 @@ impl CheckRequest {
 /// Builds the check request. `request_headers` are the client's (lowercase names, pseudo-headers
 /// included); `request_path` is the path and query the policies saw (normalized).
 pub fn build_check_request(
-    provider: &Provider,
+    cluster: &str,
+    provider: &HttpService,
     request_headers: &[(String, String)],
     request_path: &str,
     body: Option<&RequestBody>,
@@ -63,7 +64,7 @@ pub fn build_check_request(
         }
     }
     if !headers.iter().any(|(n, _)| n == ":authority") {
-        headers.push((":authority".into(), provider.cluster.clone()));
+        headers.push((":authority".into(), cluster.to_string()));
     }
     let body_bytes = body.map(|b| b.bytes.clone()).filter(|b| !b.is_empty());
     headers.push((
@@ -87,9 +88,8 @@ pub fn build_check_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ext_authz::{BodyOptions, HeaderValueTemplate};
+    use crate::ext_authz::HeaderValueTemplate;
     use crate::policy::matcher::HeaderNames;
-    use std::time::Duration;
 
     struct NoSource;
     impl TemplateSource for NoSource {
@@ -101,20 +101,12 @@ mod tests {
         }
     }
 
-    fn provider() -> Provider {
-        Provider {
-            name: "sample-ext-authz".into(),
-            cluster: "outbound|8000||ext-authz".into(),
-            timeout: Duration::from_secs(10),
-            path_prefix: String::new(),
-            fail_open: false,
-            status_on_error: 403,
+    const CLUSTER: &str = "outbound|8000||ext-authz";
+
+    fn provider() -> HttpService {
+        HttpService {
             request_headers: HeaderNames::new(&["x-ext-authz"]),
-            additional_headers: vec![],
-            body: None,
-            upstream_on_allow: HeaderNames::default(),
-            downstream_on_allow: HeaderNames::default(),
-            downstream_on_deny: None,
+            ..HttpService::default()
         }
     }
 
@@ -139,6 +131,7 @@ mod tests {
     #[test]
     fn forwards_always_sent_and_listed_headers_only() {
         let check = build_check_request(
+            CLUSTER,
             &provider(),
             &client_headers(),
             "/headers?x=1",
@@ -166,7 +159,14 @@ mod tests {
             "x-gateway".into(),
             HeaderValueTemplate::parse("ingress").unwrap(),
         )];
-        let check = build_check_request(&p, &client_headers(), "/headers?x=1", None, &NoSource);
+        let check = build_check_request(
+            CLUSTER,
+            &p,
+            &client_headers(),
+            "/headers?x=1",
+            None,
+            &NoSource,
+        );
         assert_eq!(check.header(":path"), Some("/check/headers?x=1"));
         let gateway: Vec<_> = check
             .headers
@@ -181,16 +181,19 @@ mod tests {
 
     #[test]
     fn body_travels_with_its_length_and_partial_flag() {
-        let mut p = provider();
-        p.body = Some(BodyOptions {
-            max_request_bytes: 4,
-            allow_partial_message: true,
-        });
+        let p = provider();
         let body = RequestBody {
             bytes: b"hell".to_vec(),
             partial: true,
         };
-        let check = build_check_request(&p, &client_headers(), "/headers", Some(&body), &NoSource);
+        let check = build_check_request(
+            CLUSTER,
+            &p,
+            &client_headers(),
+            "/headers",
+            Some(&body),
+            &NoSource,
+        );
         assert_eq!(check.header("content-length"), Some("4"));
         assert_eq!(check.header(PARTIAL_BODY_HEADER), Some("true"));
         assert_eq!(check.body.as_deref(), Some(&b"hell"[..]));

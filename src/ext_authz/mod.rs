@@ -1,8 +1,10 @@
-//! The HTTP external authorization callout: Istio's `envoyExtAuthzHttp` provider, with the
-//! request and response rules of Envoy's `ext_authz` HTTP service. Pure functions only.
+//! The external authorization callout: Istio's `envoyExtAuthzHttp` provider with the request and
+//! response rules of Envoy's `ext_authz` HTTP service (`check`, `response`), and its
+//! `envoyExtAuthzGrpc` provider with Envoy's gRPC ones (`grpc`). Pure functions only.
 
 pub mod cache;
 pub mod check;
+pub mod grpc;
 pub mod response;
 
 use std::time::Duration;
@@ -17,25 +19,63 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Envoy's `status_on_error` default: 403 Forbidden.
 pub const DEFAULT_STATUS_ON_ERROR: u32 = 403;
 
-/// A compiled `envoyExtAuthzHttp` provider (Envoy's `ext_authz` `HttpService` + filter options).
+/// A compiled extension provider (Envoy's `ext_authz` filter options and its service).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Provider {
     pub name: String,
     /// Envoy cluster the callout goes to: `cluster`, else `outbound|<port>||<service>`.
     pub cluster: String,
     pub timeout: Duration,
-    pub path_prefix: String,
+    /// `failOpen` (Envoy `failure_mode_allow`).
     pub fail_open: bool,
+    /// `statusOnError`: the reply when the check fails and `failOpen` is off.
     pub status_on_error: u32,
+    /// `includeRequestBodyInCheck` (Envoy `with_request_body`).
+    pub body: Option<BodyOptions>,
+    pub service: Service,
+}
+
+/// How the provider is asked: Envoy's `http_service` or `grpc_service`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Service {
+    /// `envoyExtAuthzHttp`.
+    Http(HttpService),
+    /// `envoyExtAuthzGrpc`.
+    Grpc(GrpcService),
+}
+
+/// The options of an `envoyExtAuthzHttp` provider (Envoy's `ext_authz` `HttpService`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpService {
+    pub path_prefix: String,
     /// `includeRequestHeadersInCheck`; `authorization`, `:method`, `:path`, `:authority` always go.
     pub request_headers: HeaderNames,
     /// `includeAdditionalHeadersInCheck`, names lowercase, overwriting client headers.
     pub additional_headers: Vec<(String, HeaderValueTemplate)>,
-    pub body: Option<BodyOptions>,
     pub upstream_on_allow: HeaderNames,
     pub downstream_on_allow: HeaderNames,
     /// `None`: every header of the service's response except Host (Envoy's default).
     pub downstream_on_deny: Option<HeaderNames>,
+}
+
+/// The options of an `envoyExtAuthzGrpc` provider (Envoy's `ext_authz` `grpc_service`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrpcService {
+    /// The `:authority` of the call: the service's host name, as Istio sets it.
+    pub authority: String,
+    /// The serialized `GrpcService` handed to `proxy_grpc_call`, or the bare cluster name when
+    /// that would not be valid UTF-8 (the SDK takes the upstream as text).
+    pub upstream: String,
+}
+
+impl Provider {
+    /// The HTTP options, for an `envoyExtAuthzHttp` provider.
+    pub fn http(&self) -> Option<&HttpService> {
+        match &self.service {
+            Service::Http(http) => Some(http),
+            Service::Grpc(_) => None,
+        }
+    }
 }
 
 /// `includeRequestBodyInCheck` (Envoy `with_request_body`).
@@ -43,6 +83,8 @@ pub struct Provider {
 pub struct BodyOptions {
     pub max_request_bytes: u32,
     pub allow_partial_message: bool,
+    /// gRPC only: the body goes in `raw_body` (bytes) instead of `body` (text).
+    pub pack_as_bytes: bool,
 }
 
 /// A header value with Envoy's substitution commands: `%REQ(name)%`, `%DOWNSTREAM_REMOTE_ADDRESS%`,

@@ -1,7 +1,7 @@
 //! What the authorization service's answer means, as Envoy's `ext_authz` HTTP client reads it:
 //! 200 allows, 5xx (and no answer at all) is an error, any other status denies.
 
-use super::Provider;
+use super::HttpService;
 use crate::headers::{is_protected, HeaderMutation};
 
 /// Lists header names the service wants removed from the upstream request (on 200 only).
@@ -31,8 +31,12 @@ pub enum ErrorKind {
     NoResponse,
     /// A 5xx, or a status that is no HTTP final status.
     BadStatus(u32),
-    /// `dispatch_http_call` itself failed (unknown cluster, bad arguments).
+    /// The dispatch itself failed (unknown cluster, bad arguments).
     DispatchFailed,
+    /// The gRPC call ended with this non-OK status (UNAVAILABLE, DEADLINE_EXCEEDED …).
+    GrpcStatus(u32),
+    /// The gRPC answer is no `CheckResponse`.
+    Undecodable,
 }
 
 /// Envoy's `CheckStatus {Ok, Denied, Error}` with the `Response` of each.
@@ -42,7 +46,7 @@ pub enum CheckResponse {
         /// Applied to the upstream request: `headersToUpstreamOnAllow` sets, then removals.
         upstream: Vec<HeaderMutation>,
         /// Added to the response to the client (`headersToDownstreamOnAllow`).
-        downstream: Vec<(String, String)>,
+        downstream: Vec<HeaderMutation>,
     },
     Denied {
         status: u32,
@@ -63,7 +67,7 @@ pub fn uses_body(status: Option<u32>) -> bool {
     status.is_some_and(|s| s != 200 && !is_error_status(s))
 }
 
-pub fn interpret(provider: &Provider, response: Option<&CallResponse>) -> CheckResponse {
+pub fn interpret(provider: &HttpService, response: Option<&CallResponse>) -> CheckResponse {
     let Some(response) = response else {
         return CheckResponse::Error(ErrorKind::NoResponse);
     };
@@ -99,7 +103,10 @@ pub fn interpret(provider: &Provider, response: Option<&CallResponse>) -> CheckR
         }
         let downstream = headers
             .filter(|(n, _)| provider.downstream_on_allow.matches(n))
-            .cloned()
+            .map(|(n, v)| HeaderMutation::Append {
+                name: n.clone(),
+                value: v.clone(),
+            })
             .collect();
         return CheckResponse::Ok {
             upstream,
@@ -127,7 +134,6 @@ const DENY_ALWAYS: [&str; 3] = ["content-length", "www-authenticate", "location"
 mod tests {
     use super::*;
     use crate::policy::matcher::HeaderNames;
-    use std::time::Duration;
 
     #[test]
     fn only_a_denial_body_is_read_into_the_vm() {
@@ -146,20 +152,11 @@ mod tests {
         }
     }
 
-    fn provider() -> Provider {
-        Provider {
-            name: "p".into(),
-            cluster: "c".into(),
-            timeout: Duration::from_secs(1),
-            path_prefix: String::new(),
-            fail_open: false,
-            status_on_error: 403,
-            request_headers: HeaderNames::default(),
-            additional_headers: vec![],
-            body: None,
+    fn provider() -> HttpService {
+        HttpService {
             upstream_on_allow: HeaderNames::new(&["x-ext-authz-check-result"]),
-            downstream_on_allow: HeaderNames::default(),
             downstream_on_deny: Some(HeaderNames::new(&["x-ext-authz-check-result"])),
+            ..HttpService::default()
         }
     }
 
@@ -290,8 +287,14 @@ mod tests {
         assert_eq!(
             downstream,
             vec![
-                ("set-cookie".into(), "a=1".into()),
-                ("set-cookie".into(), "b=2".into())
+                HeaderMutation::Append {
+                    name: "set-cookie".into(),
+                    value: "a=1".into()
+                },
+                HeaderMutation::Append {
+                    name: "set-cookie".into(),
+                    value: "b=2".into()
+                },
             ]
         );
     }

@@ -9,9 +9,10 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use crate::config::Config;
+use crate::ext_authz::grpc::{self, CallOutcome, Connection, Peer};
 use crate::ext_authz::{
-    self, build_check_request, interpret, CallResponse, CheckResponse, Provider, RequestBody,
-    TemplateSource,
+    self, build_check_request, interpret, CallResponse, CheckResponse, GrpcService, HttpService,
+    Provider, RequestBody, Service, TemplateSource,
 };
 use crate::headers::{self, first as find, HeaderMutation};
 use crate::host::{unix_seconds, Host, HostError, HostResult};
@@ -85,7 +86,7 @@ struct Checks {
     /// The next check to make (index in `list`).
     next: usize,
     /// `headersToDownstreamOnAllow` of every provider that allowed.
-    downstream: Vec<(String, String)>,
+    downstream: Vec<HeaderMutation>,
     /// The request body as last seen.
     body: Body,
 }
@@ -111,12 +112,20 @@ enum State {
         cache_key: Option<Vec<u8>>,
         checks: Checks,
     },
-    /// Forwarded; these headers go on the response.
+    /// Forwarded; these header changes go on the response.
     Allowed {
-        downstream: Vec<(String, String)>,
+        downstream: Vec<HeaderMutation>,
     },
     /// A local reply was sent.
     Replied,
+}
+
+/// The answer to a check request, as the host delivers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallAnswer {
+    /// The HTTP answer (`None`: no response, as on timeout or reset).
+    Http(Option<CallResponse>),
+    Grpc(CallOutcome),
 }
 
 /// Why the filter answered a request itself (the reason code and the `denied_by` metric).
@@ -160,8 +169,8 @@ impl LocalReply {
 #[derive(Debug)]
 enum Next {
     Wait,
-    /// Forward the request; these headers go on its response.
-    Forward(Vec<(String, String)>),
+    /// Forward the request; these header changes go on its response.
+    Forward(Vec<HeaderMutation>),
     Reply(LocalReply),
 }
 
@@ -171,6 +180,18 @@ enum Next {
 enum Resume {
     No,
     Yes,
+}
+
+/// What sending a check request came to.
+enum Dispatch {
+    Sent {
+        token: u32,
+        started: SystemTime,
+        cache_key: Option<Vec<u8>>,
+    },
+    /// An identical HTTP check was answered cacheably before.
+    Cached(Rc<CallResponse>),
+    Failed(HostError),
 }
 
 /// One HTTP request going through the filter.
@@ -281,13 +302,12 @@ impl AuthzRequest {
         }
     }
 
-    /// The callout's answer (`None`: no response, as on timeout or reset), read by the caller
-    /// while the host still holds it.
+    /// The callout's answer, read by the caller while the host still holds it.
     pub fn on_call_response(
         &mut self,
         host: &dyn Host,
         token: u32,
-        response: HostResult<Option<CallResponse>>,
+        response: HostResult<CallAnswer>,
     ) {
         if self.call_in_flight() != Some(token) {
             log::warn!(
@@ -312,9 +332,18 @@ impl AuthzRequest {
 
     pub fn on_response_headers(&mut self, host: &dyn Host) -> Action {
         if let State::Allowed { downstream } = &mut self.state {
-            for (name, value) in downstream.drain(..) {
-                if let Err(error) = host.add_response_header(&name, &value) {
-                    log::warn!("#{} {error}: header {name:?} not added", self.context_id);
+            for mutation in downstream.drain(..) {
+                let done = match &mutation {
+                    HeaderMutation::Set { name, value } => host.set_response_header(name, value),
+                    HeaderMutation::Append { name, value } => host.add_response_header(name, value),
+                    HeaderMutation::Remove { .. } => Ok(()),
+                };
+                if let Err(error) = done {
+                    log::warn!(
+                        "#{} {error}: header {:?} not added",
+                        self.context_id,
+                        mutation.name()
+                    );
                 }
             }
         }
@@ -516,8 +545,8 @@ impl AuthzRequest {
         self.or_fail_closed(next)
     }
 
-    /// Sends the check request (or takes a cached answer); a failed dispatch is an error under
-    /// the provider's failure mode.
+    /// Sends the check request (or, over HTTP, takes a cached answer); a failed dispatch is an
+    /// error under the provider's failure mode.
     fn check(
         &mut self,
         host: &dyn Host,
@@ -525,13 +554,65 @@ impl AuthzRequest {
         checks: Checks,
         body: Option<&RequestBody>,
     ) -> HostResult<Next> {
+        let dispatched = match &provider.service {
+            Service::Http(http) => self.check_http(host, provider, http, &checks, body)?,
+            Service::Grpc(grpc) => self.check_grpc(host, provider, grpc, &checks, body)?,
+        };
+        match dispatched {
+            Dispatch::Sent {
+                token,
+                started,
+                cache_key,
+            } => {
+                self.state = State::Calling {
+                    token,
+                    started,
+                    cache_key,
+                    checks,
+                };
+                Ok(Next::Wait)
+            }
+            Dispatch::Cached(answer) => {
+                let Service::Http(http) = &provider.service else {
+                    return Ok(Next::Reply(LocalReply::internal()));
+                };
+                self.conclude(host, provider, checks, interpret(http, Some(&answer)))
+            }
+            Dispatch::Failed(error) => {
+                log::warn!(
+                    "#{} ext_authz dispatch to cluster {:?} failed: {}",
+                    self.context_id,
+                    provider.cluster,
+                    error.status
+                );
+                self.conclude(
+                    host,
+                    provider,
+                    checks,
+                    CheckResponse::Error(ext_authz::ErrorKind::DispatchFailed),
+                )
+            }
+        }
+    }
+
+    /// The HTTP check request, or the cached answer to an identical one.
+    fn check_http(
+        &self,
+        host: &dyn Host,
+        provider: &Provider,
+        http: &HttpService,
+        checks: &Checks,
+        body: Option<&RequestBody>,
+    ) -> HostResult<Dispatch> {
+        let _ = checks;
         let source = RequestSource {
             headers: &self.attributes.headers,
             host,
             failed: std::cell::RefCell::new(None),
         };
         let request = build_check_request(
-            provider,
+            &provider.cluster,
+            http,
             &self.attributes.headers,
             &self.request_path,
             body,
@@ -556,43 +637,114 @@ impl AuthzRequest {
                 "#{} ext_authz answer taken from the decision cache",
                 self.context_id
             );
-            return self.conclude(host, provider, checks, interpret(provider, Some(&answer)));
+            return Ok(Dispatch::Cached(answer));
         }
         let headers: Vec<(&str, &str)> = request
             .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        match host.dispatch_http_call(
-            &provider.cluster,
-            &headers,
-            request.body.as_deref(),
-            provider.timeout,
-        ) {
-            Ok(token) => {
-                self.state = State::Calling {
+        Ok(
+            match host.dispatch_http_call(
+                &provider.cluster,
+                &headers,
+                request.body.as_deref(),
+                provider.timeout,
+            ) {
+                Ok(token) => Dispatch::Sent {
                     token,
                     started: now,
                     cache_key,
-                    checks,
-                };
-                Ok(Next::Wait)
+                },
+                Err(error) => Dispatch::Failed(error),
+            },
+        )
+    }
+
+    /// The gRPC `CheckRequest`, with the connection's attributes read from the host.
+    fn check_grpc(
+        &self,
+        host: &dyn Host,
+        provider: &Provider,
+        grpc: &GrpcService,
+        checks: &Checks,
+        body: Option<&RequestBody>,
+    ) -> HostResult<Dispatch> {
+        let now = host.now()?;
+        let size = match checks.body {
+            Body::Buffered { size, .. } => i64::try_from(size).unwrap_or(i64::MAX),
+            _ => 0,
+        };
+        let connection = self.connection(host, now, size)?;
+        let message = grpc::check_request(
+            &connection,
+            &self.attributes.headers,
+            &self.request_path,
+            body,
+            provider.body.is_some_and(|b| b.pack_as_bytes),
+        );
+        Ok(
+            match host.dispatch_grpc_call(
+                &grpc.upstream,
+                grpc::SERVICE,
+                grpc::METHOD,
+                &message,
+                provider.timeout,
+            ) {
+                Ok(token) => Dispatch::Sent {
+                    token,
+                    started: now,
+                    cache_key: None,
+                },
+                Err(error) => Dispatch::Failed(error),
+            },
+        )
+    }
+
+    /// The connection as Envoy describes it in a `CheckRequest`: both addresses, and the
+    /// principals of both certificates when the connection has TLS.
+    fn connection(&self, host: &dyn Host, now: SystemTime, size: i64) -> HostResult<Connection> {
+        let address = |path: &[&str]| -> HostResult<Option<(String, u32)>> {
+            Ok(host.property(path)?.and_then(|a| parse_socket(&a)))
+        };
+        let tls = host.property(&["connection", "tls_version"])?.is_some();
+        let principal = |side: &str| -> HostResult<String> {
+            if !tls {
+                return Ok(String::new());
             }
-            Err(error) => {
-                log::warn!(
-                    "#{} ext_authz dispatch to cluster {:?} failed: {}",
-                    self.context_id,
-                    provider.cluster,
-                    error.status
-                );
-                self.conclude(
-                    host,
-                    provider,
-                    checks,
-                    CheckResponse::Error(ext_authz::ErrorKind::DispatchFailed),
-                )
+            for kind in ["uri_san", "dns_san", "subject"] {
+                let name = format!("{kind}_{side}_certificate");
+                if let Some(value) = host.property(&["connection", &name])? {
+                    let value = String::from_utf8_lossy(&value).into_owned();
+                    if !value.is_empty() {
+                        return Ok(value);
+                    }
+                }
             }
-        }
+            Ok(String::new())
+        };
+        let protocol = host
+            .property(&["request", "protocol"])?
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+            .unwrap_or_default();
+        let time = host
+            .property(&["request", "time"])?
+            .and_then(|t| parse_time(&t))
+            .unwrap_or(now);
+        Ok(Connection {
+            source: Peer {
+                address: address(&["source", "address"])?,
+                principal: principal("peer")?,
+            },
+            destination: Peer {
+                address: address(&["destination", "address"])?,
+                principal: principal("local")?,
+            },
+            time,
+            protocol,
+            id: self.context_id.to_string(),
+            size,
+        })
     }
 
     /// The answer to the check in flight: latency, the decision cache, then its verdict.
@@ -602,9 +754,9 @@ impl AuthzRequest {
         started: SystemTime,
         cache_key: Option<Vec<u8>>,
         checks: Checks,
-        response: HostResult<Option<CallResponse>>,
+        answer: HostResult<CallAnswer>,
     ) -> HostResult<Next> {
-        let response = response?;
+        let answer = answer?;
         // One clock read for the latency and the cache (each hostcall costs about a microsecond).
         let now = host.now()?;
         let elapsed = now.duration_since(started).unwrap_or_default();
@@ -619,12 +771,27 @@ impl AuthzRequest {
         else {
             return Ok(Next::Reply(LocalReply::internal()));
         };
-        if let (Some(key), Some(answer)) = (cache_key, response.as_ref()) {
-            if self.shared.decisions.offer(key, answer, unix_seconds(now)) {
-                log::debug!("#{} ext_authz answer is cacheable: kept", self.context_id);
+        let outcome = match (&provider.service, &answer) {
+            (Service::Http(http), CallAnswer::Http(response)) => {
+                if let (Some(key), Some(answer)) = (cache_key, response.as_ref()) {
+                    if self.shared.decisions.offer(key, answer, unix_seconds(now)) {
+                        log::debug!("#{} ext_authz answer is cacheable: kept", self.context_id);
+                    }
+                }
+                interpret(http, response.as_ref())
             }
-        }
-        let outcome = interpret(provider, response.as_ref());
+            (Service::Grpc(_), CallAnswer::Grpc(outcome)) => {
+                grpc::interpret(outcome, &self.attributes.headers, &self.request_path)
+            }
+            _ => {
+                log::error!(
+                    "#{} answer of the wrong kind for provider {:?}",
+                    self.context_id,
+                    provider.name
+                );
+                return Ok(Next::Reply(LocalReply::internal()));
+            }
+        };
         self.conclude(host, provider, checks, outcome)
     }
 
@@ -715,7 +882,7 @@ impl AuthzRequest {
 
     /// DENY then ALLOW as `decide` says at `Stage::Checked`; the dry-run verdict is counted and
     /// logged only.
-    fn decide_locally(&mut self, host: &dyn Host, downstream: Vec<(String, String)>) -> Next {
+    fn decide_locally(&mut self, host: &dyn Host, downstream: Vec<HeaderMutation>) -> Next {
         let config = Rc::clone(&self.config);
         let Decision::Local(local) = decide(&config.policies, &self.attributes, Stage::Checked)
         else {
@@ -956,6 +1123,21 @@ fn parse_ip(bytes: &[u8]) -> Option<IpAddr> {
         return rest.split(']').next()?.parse().ok();
     }
     text.rsplit_once(':')?.0.parse().ok()
+}
+
+/// `ip:port` (or `[ip]:port`) as Envoy hands addresses over.
+fn parse_socket(bytes: &[u8]) -> Option<(String, u32)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (ip, port) = text.rsplit_once(':')?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    Some((ip.to_string(), port.parse().ok()?))
+}
+
+/// Envoy hands timestamps over as little-endian 64-bit nanoseconds since the epoch.
+fn parse_time(bytes: &[u8]) -> Option<SystemTime> {
+    let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    let nanos = u64::try_from(i64::from_le_bytes(raw)).ok()?;
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(nanos))
 }
 
 /// Envoy hands ports over as a little-endian 64-bit integer.

@@ -30,7 +30,7 @@ mod wasm {
     use proxy_wasm::types::{Action as ProxyAction, BufferType, ContextType, LogLevel};
 
     use super::http::{Action, AuthzRequest};
-    use super::root::{check_answer, Plugin};
+    use super::root::{check_answer, grpc_answer, Plugin};
     use crate::host::{Host, ProxyWasm};
 
     pub fn start() {
@@ -89,6 +89,15 @@ mod wasm {
             self.plugin
                 .borrow()
                 .on_http_call_response(&ProxyWasm, token, num_headers, body_size);
+        }
+
+        fn on_grpc_call_response(&mut self, token: u32, status_code: u32, response_size: usize) {
+            self.plugin.borrow().on_grpc_call_response(
+                &ProxyWasm,
+                token,
+                status_code,
+                response_size,
+            );
         }
     }
 
@@ -150,6 +159,14 @@ mod wasm {
             _trailers: usize,
         ) {
             let response = check_answer(&ProxyWasm, num_headers, body_size);
+            self.request
+                .borrow_mut()
+                .on_call_response(&ProxyWasm, token, response);
+            self.plugin.borrow().park(self.context_id, &self.request);
+        }
+
+        fn on_grpc_call_response(&mut self, token: u32, status_code: u32, response_size: usize) {
+            let response = grpc_answer(&ProxyWasm, status_code, response_size);
             self.request
                 .borrow_mut()
                 .on_call_response(&ProxyWasm, token, response);

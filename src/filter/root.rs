@@ -9,9 +9,10 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::crypto::host_offers_verify_signature;
-use super::http::{AuthzRequest, Shared};
+use super::http::{AuthzRequest, CallAnswer, Shared};
 use super::metrics::{Metric, Metrics};
 use crate::config::{Config, SignatureBackendChoice};
+use crate::ext_authz::grpc::CallOutcome;
 use crate::ext_authz::response::uses_body;
 use crate::host::{unix_seconds as seconds, Host, HostResult};
 use crate::jwt::jwks::Jwks;
@@ -205,20 +206,33 @@ impl Plugin {
             self.on_keys_answer(host, config, shared, rule, num_headers, body_size);
             return;
         }
+        let response = check_answer(host, num_headers, body_size);
+        self.deliver_forwarded(host, token, response);
+    }
+
+    /// A gRPC answer delivered to the root: a check dispatched while the root was the effective
+    /// context.
+    pub fn on_grpc_call_response(&self, host: &dyn Host, token: u32, status: u32, size: usize) {
+        let response = grpc_answer(host, status, size);
+        self.deliver_forwarded(host, token, response);
+    }
+
+    /// Hands a callout answer to the request whose check the root dispatched.
+    fn deliver_forwarded(&self, host: &dyn Host, token: u32, response: HostResult<CallAnswer>) {
         let forwarded = {
             let mut all = self.wakeups.forwarded.borrow_mut();
             let position = all.iter().position(|(t, _, _)| *t == token);
             position.map(|i| all.remove(i))
         };
-        if let Some((_, context_id, weak)) = forwarded {
-            let response = check_answer(host, num_headers, body_size);
-            let Some(request) = weak.upgrade() else {
-                return;
-            };
-            match host.set_effective_context(context_id) {
-                Ok(()) => request.borrow_mut().on_call_response(host, token, response),
-                Err(error) => log::warn!("#{context_id} {error}: callout answer dropped"),
-            }
+        let Some((_, context_id, weak)) = forwarded else {
+            return;
+        };
+        let Some(request) = weak.upgrade() else {
+            return;
+        };
+        match host.set_effective_context(context_id) {
+            Ok(()) => request.borrow_mut().on_call_response(host, token, response),
+            Err(error) => log::warn!("#{context_id} {error}: callout answer dropped"),
         }
     }
 
@@ -475,17 +489,31 @@ impl Plugin {
     }
 }
 
-/// The answer to the callout being delivered (`None`: no response, as on timeout or reset), its
-/// body read only when the decision uses it.
+/// The HTTP answer to the callout being delivered (`None`: no response, as on timeout or
+/// reset), its body read only when the decision uses it.
 pub fn check_answer(
     host: &dyn Host,
     num_headers: usize,
     body_size: usize,
-) -> HostResult<Option<crate::ext_authz::CallResponse>> {
+) -> HostResult<CallAnswer> {
     if num_headers == 0 {
-        return Ok(None);
+        return Ok(CallAnswer::Http(None));
     }
-    host.call_response(body_size, uses_body).map(Some)
+    host.call_response(body_size, uses_body)
+        .map(|r| CallAnswer::Http(Some(r)))
+}
+
+/// The gRPC answer being delivered: its message when the call's status is OK.
+pub fn grpc_answer(host: &dyn Host, status: u32, size: usize) -> HostResult<CallAnswer> {
+    if status != 0 {
+        return Ok(CallAnswer::Grpc(CallOutcome::Failed(status)));
+    }
+    let message = if size == 0 {
+        Vec::new()
+    } else {
+        host.grpc_response(size)?
+    };
+    Ok(CallAnswer::Grpc(CallOutcome::Message(message)))
 }
 
 #[cfg(test)]

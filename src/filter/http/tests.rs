@@ -30,7 +30,7 @@ fn request_with(config: &str, host: &FakeHost) -> AuthzRequest {
 /// Delivers the answer the fake host was told to give.
 fn answer(request: &mut AuthzRequest, host: &FakeHost, token: u32) {
     let response = host.call_answer.borrow().clone();
-    request.on_call_response(host, token, Ok(Some(response)));
+    request.on_call_response(host, token, Ok(CallAnswer::Http(Some(response))));
 }
 
 fn provider_with(options: &str) -> String {
@@ -157,7 +157,7 @@ fn timeouts_and_failed_dispatches_follow_fail_open() {
     let host = FakeHost::new().with_request("GET", "/", "h");
     let mut request = request_with(&config, &host);
     request.on_request_headers(&host, true);
-    request.on_call_response(&host, 101, Ok(None));
+    request.on_call_response(&host, 101, Ok(CallAnswer::Http(None)));
     assert_eq!(host.resumed.get(), 1);
     assert_eq!(
         host.metric("inline_authz.ext_authz.failure_mode_allowed"),
@@ -995,4 +995,162 @@ fn a_local_reply_that_cannot_be_sent_still_ends_the_request() {
         Action::Continue,
         "ended once"
     );
+}
+
+const GRPC: &str = r#"{
+  "extensionProviders": [{"name": "grpc", "envoyExtAuthzGrpc": {
+      "service": "ext-authz.default.svc.cluster.local", "port": 9000, "timeout": "2s"}}],
+  "policies": [{"name": "on-headers", "action": "CUSTOM", "provider": {"name": "grpc"},
+                "rules": [{"to": [{"operation": {"paths": ["/headers"]}}]}]}]
+}"#;
+
+fn grpc_allow(headers: &[(&str, &str)]) -> Vec<u8> {
+    use crate::ext_authz::grpc::proto;
+    use prost::Message;
+    proto::CheckResponse {
+        status: Some(proto::Status::default()),
+        ok_response: Some(proto::OkHttpResponse {
+            headers: headers
+                .iter()
+                .map(|(k, v)| proto::HeaderValueOption {
+                    header: Some(proto::HeaderValue {
+                        key: k.to_string(),
+                        value: v.to_string(),
+                        raw_value: vec![],
+                    }),
+                    append: None,
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn sent_http(call: &crate::host::fake::GrpcCall) -> crate::ext_authz::grpc::proto::HttpRequest {
+    use prost::Message;
+    crate::ext_authz::grpc::proto::CheckRequest::decode(call.message.as_slice())
+        .unwrap()
+        .attributes
+        .unwrap()
+        .request
+        .unwrap()
+        .http
+        .unwrap()
+}
+
+#[test]
+fn a_grpc_provider_gets_a_check_request_and_its_allow_resumes_with_its_headers() {
+    let host = FakeHost::new()
+        .with_request("GET", "/headers?x=1", "httpbin")
+        .with_request_header(":scheme", "http")
+        .with_request_header("x-ext-authz", "allow")
+        .with_property(&["source", "address"], b"127.0.0.1:5555")
+        .with_property(&["request", "protocol"], b"HTTP/1.1");
+    let mut request = request_with(GRPC, &host);
+    assert_eq!(request.on_request_headers(&host, true), Action::Pause);
+    let call = host.grpc_calls.borrow().last().cloned().unwrap();
+    assert_eq!(
+        (call.service.as_str(), call.method.as_str(), call.timeout),
+        (
+            "envoy.service.auth.v3.Authorization",
+            "Check",
+            std::time::Duration::from_secs(2)
+        )
+    );
+    assert_eq!(
+        call.upstream.as_bytes(),
+        crate::ext_authz::grpc::grpc_service(
+            "outbound|9000||ext-authz.default.svc.cluster.local",
+            "ext-authz.default.svc.cluster.local"
+        )
+    );
+    let http = sent_http(&call);
+    assert_eq!(http.path, "/headers?x=1");
+    assert_eq!(http.protocol, "HTTP/1.1");
+    assert_eq!(
+        http.headers.get("x-ext-authz").map(String::as_str),
+        Some("allow")
+    );
+    *host.grpc_answer.borrow_mut() = grpc_allow(&[("x-ext-authz-check-result", "allowed")]);
+    let size = host.grpc_answer.borrow().len();
+    let delivered = crate::filter::root::grpc_answer(&host, 0, size);
+    request.on_call_response(&host, call.token, delivered);
+    assert_eq!(host.resumed.get(), 1);
+    assert_eq!(
+        host.request_header("x-ext-authz-check-result").as_deref(),
+        Some("allowed")
+    );
+    assert_eq!(host.metric("inline_authz.ext_authz.ok"), 1);
+}
+
+#[test]
+fn a_failed_grpc_call_follows_the_failure_mode() {
+    for (status, fail_open) in [(14, false), (4, false), (14, true)] {
+        let config = GRPC.replace(r#""timeout": "2s""#, &format!(r#""failOpen": {fail_open}"#));
+        let host = FakeHost::new().with_request("GET", "/headers", "h");
+        let mut request = request_with(&config, &host);
+        request.on_request_headers(&host, true);
+        let token = host.grpc_calls.borrow()[0].token;
+        let delivered = crate::filter::root::grpc_answer(&host, status, 0);
+        request.on_call_response(&host, token, delivered);
+        if fail_open {
+            assert_eq!(host.resumed.get(), 1);
+        } else {
+            let reply = host.last_reply().unwrap();
+            assert_eq!((reply.status, reply.body.as_str()), (403, ""), "{status}");
+        }
+        assert_eq!(host.metric("inline_authz.ext_authz.error"), 1);
+    }
+}
+
+#[test]
+fn two_providers_are_asked_in_order_and_the_first_allow_feeds_the_second_check() {
+    let config = r#"{
+      "extensionProviders": [
+        {"name": "http", "envoyExtAuthzHttp": {"service": "authz", "port": 8000,
+           "headersToUpstreamOnAllow": ["x-tenant"]}},
+        {"name": "grpc", "envoyExtAuthzGrpc": {"service": "ext-authz", "port": 9000}}],
+      "policies": [
+        {"action": "CUSTOM", "provider": {"name": "grpc"}, "rules": [{}]},
+        {"action": "CUSTOM", "provider": {"name": "http"}, "rules": [{}]}]
+    }"#;
+    let host = FakeHost::new().with_request("GET", "/a", "h");
+    let mut request = request_with(config, &host);
+    assert_eq!(request.on_request_headers(&host, true), Action::Pause);
+    assert_eq!(
+        host.dispatched.borrow().len(),
+        1,
+        "HTTP first: extensionProviders order"
+    );
+    assert!(host.grpc_calls.borrow().is_empty());
+    host.answering(200, &[("x-tenant", "blue")], "");
+    answer(&mut request, &host, 101);
+    assert_eq!(
+        host.resumed.get(),
+        0,
+        "the second provider is still to be asked"
+    );
+    let call = host.grpc_calls.borrow()[0].clone();
+    assert_eq!(
+        sent_http(&call).headers.get("x-tenant").map(String::as_str),
+        Some("blue"),
+        "the first allow's headers are in the second check"
+    );
+    *host.grpc_answer.borrow_mut() = grpc_allow(&[]);
+    let size = host.grpc_answer.borrow().len();
+    let delivered = crate::filter::root::grpc_answer(&host, 0, size);
+    request.on_call_response(&host, call.token, delivered);
+    assert_eq!(host.resumed.get(), 1);
+    assert_eq!(host.metric("inline_authz.ext_authz.ok"), 2);
+
+    // A denial by the first ends it: the second is never asked.
+    let host = FakeHost::new().with_request("GET", "/a", "h");
+    let mut request = request_with(config, &host);
+    request.on_request_headers(&host, true);
+    host.answering(403, &[], "no");
+    answer(&mut request, &host, 101);
+    assert_eq!(host.last_reply().unwrap().status, 403);
+    assert!(host.grpc_calls.borrow().is_empty());
 }
