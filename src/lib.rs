@@ -2,7 +2,7 @@
 //! proxy-wasm filter. Entry point and module list only.
 
 pub mod config;
-pub mod expiring;
+pub(crate) mod expiring;
 pub mod ext_authz;
 pub mod filter;
 pub mod headers;

@@ -5,15 +5,20 @@
 /// Istio's `ProxyConfig`/`MeshConfig` path normalization setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PathNormalization {
+    /// `NONE`: the path as sent.
     None,
+    /// `BASE` (also `DEFAULT`): RFC 3986 normalization, Envoy's `normalize_path`.
     #[default]
     Base,
+    /// `MERGE_SLASHES`: `BASE`, then `//` to `/` (Envoy's `merge_slashes`).
     MergeSlashes,
+    /// `DECODE_AND_MERGE_SLASHES`: also decodes `%2F` and `%5C` first (Envoy's
+    /// `UNESCAPE_AND_FORWARD`).
     DecodeAndMergeSlashes,
 }
 
 impl PathNormalization {
-    pub fn parse(text: &str) -> Result<PathNormalization, String> {
+    pub(crate) fn parse(text: &str) -> Result<PathNormalization, String> {
         match text {
             "NONE" => Ok(PathNormalization::None),
             "BASE" | "DEFAULT" => Ok(PathNormalization::Base),
@@ -29,7 +34,9 @@ impl PathNormalization {
 /// A request target split for matching: the normalized path and the untouched query (with its `?`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalizedPath {
+    /// What policies match against.
     pub path: String,
+    /// `?` and the rest, or empty.
     pub query: String,
 }
 
