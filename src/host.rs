@@ -276,6 +276,7 @@ mod proxy {
 #[cfg(test)]
 pub mod fake {
     //! A host for unit tests: set it up with builders, then assert on what the filter did.
+    #![allow(missing_docs)] // test support: its fields are what the tests read and set
 
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;

@@ -17,20 +17,6 @@ pub enum PathNormalization {
     DecodeAndMergeSlashes,
 }
 
-impl PathNormalization {
-    pub(crate) fn parse(text: &str) -> Result<PathNormalization, String> {
-        match text {
-            "NONE" => Ok(PathNormalization::None),
-            "BASE" | "DEFAULT" => Ok(PathNormalization::Base),
-            "MERGE_SLASHES" => Ok(PathNormalization::MergeSlashes),
-            "DECODE_AND_MERGE_SLASHES" => Ok(PathNormalization::DecodeAndMergeSlashes),
-            other => Err(format!(
-                "unknown value {other:?} (NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES)"
-            )),
-        }
-    }
-}
-
 /// A request target split for matching: the normalized path and the untouched query (with its `?`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalizedPath {
@@ -269,12 +255,5 @@ mod tests {
         );
         assert_eq!(path("/a%5cb", DecodeAndMergeSlashes), "/a/b");
         assert_eq!(path("//headers/../x", None), "//headers/../x");
-    }
-
-    #[test]
-    fn names_parse_like_istio() {
-        assert_eq!(PathNormalization::parse("BASE"), Ok(Base));
-        assert_eq!(PathNormalization::parse("DEFAULT"), Ok(Base));
-        assert!(PathNormalization::parse("base").is_err());
     }
 }
