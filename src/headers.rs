@@ -4,14 +4,28 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderMutation {
     /// Replace every value of the header with this one (Envoy `setCopy`).
-    Set { name: String, value: String },
+    Set {
+        /// Lowercase header name.
+        name: String,
+        /// The one value it keeps.
+        value: String,
+    },
     /// Add one more value, keeping existing ones (Envoy `addCopy`).
-    Append { name: String, value: String },
+    Append {
+        /// Lowercase header name.
+        name: String,
+        /// The value added.
+        value: String,
+    },
     /// Remove every value of the header.
-    Remove { name: String },
+    Remove {
+        /// Lowercase header name.
+        name: String,
+    },
 }
 
 impl HeaderMutation {
+    /// The header it changes.
     pub fn name(&self) -> &str {
         match self {
             HeaderMutation::Set { name, .. }

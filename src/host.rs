@@ -6,11 +6,14 @@ use std::time::{Duration, SystemTime};
 
 use crate::ext_authz::CallResponse;
 
-/// Proxy-wasm metric kinds.
+/// Proxy-wasm metric kinds (`MetricType`), which Envoy turns into its stat types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
+    /// Only goes up.
     Counter,
+    /// Set to a value.
     Gauge,
+    /// Each recorded value is a sample.
     Histogram,
 }
 
@@ -19,6 +22,7 @@ pub enum MetricKind {
 pub enum ForeignError {
     /// The host has no function of that name.
     NotFound,
+    /// The function ran and returned an error.
     Failed,
 }
 
@@ -33,11 +37,14 @@ pub fn unix_seconds(at: SystemTime) -> u64 {
 /// the request closed (500), with one log line naming the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostError {
+    /// The hostcall, e.g. `get_property` or `get_map_bytes(request headers)`.
     pub call: &'static str,
+    /// The proxy's status for it, as `Debug` text.
     pub status: String,
 }
 
 impl HostError {
+    /// `call` failed with `status` (the proxy-wasm `Status`).
     pub fn new(call: &'static str, status: impl std::fmt::Debug) -> HostError {
         HostError {
             call,
@@ -60,6 +67,7 @@ pub type HostResult<T> = Result<T, HostError>;
 pub enum SharedWrite {
     /// Another VM wrote the key since it was read (compare-and-swap lost).
     CasMismatch,
+    /// Any other refusal of `set_shared_data`.
     Failed,
 }
 
@@ -68,12 +76,16 @@ pub enum SharedWrite {
 pub trait Host {
     /// Request headers as the proxy holds them: lowercase names, raw value bytes.
     fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>>;
+    /// Replaces a request header; `None` removes it.
     fn set_request_header(&self, name: &str, value: Option<&str>) -> HostResult<()>;
+    /// Adds a value to a request header, keeping the ones there.
     fn add_request_header(&self, name: &str, value: &str) -> HostResult<()>;
     /// The first `max` bytes of the buffered request body.
     fn request_body(&self, max: usize) -> HostResult<Vec<u8>>;
     /// A property (`source.address` …); `None` when the host has none for this request.
     fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>>;
+    /// Starts an HTTP callout to Envoy cluster `cluster`; returns the token id its answer will
+    /// carry.
     fn dispatch_http_call(
         &self,
         cluster: &str,
@@ -99,14 +111,21 @@ pub trait Host {
         body_size: usize,
         wants_body: fn(Option<u32>) -> bool,
     ) -> HostResult<CallResponse>;
+    /// Ends the request with a local reply (`send_http_response`).
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()>;
+    /// Lets a paused request go on (`resume_http_request`).
     fn resume_request(&self) -> HostResult<()>;
+    /// Adds a header to the response sent downstream.
     fn add_response_header(&self, name: &str, value: &str) -> HostResult<()>;
+    /// Sets a header on the response sent downstream (replacing its values).
     fn set_response_header(&self, name: &str, value: &str) -> HostResult<()>;
     /// The host's clock (never the wasm clock).
     fn now(&self) -> HostResult<SystemTime>;
+    /// Defines a metric (Envoy prefixes `wasmcustom.`); `None` when the host refuses it.
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
+    /// Adds `delta` to a counter or gauge.
     fn increment_metric(&self, id: u32, delta: i64);
+    /// Sets a gauge, or records a histogram sample.
     fn record_metric(&self, id: u32, value: u64);
     /// Calls a host foreign function (Envoy's `verify_signature`).
     fn call_foreign(&self, name: &str, arguments: &[u8]) -> Result<Vec<u8>, ForeignError>;
@@ -115,6 +134,7 @@ pub trait Host {
     /// Writes a shared value; with `cas`, only if nobody wrote it since it was read.
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>)
         -> Result<(), SharedWrite>;
+    /// How often the root context's `on_tick` runs.
     fn set_tick_period(&self, period: Duration) -> HostResult<()>;
     /// Makes the request `context_id` the one later hostcalls act on (from the root context).
     fn set_effective_context(&self, context_id: u32) -> HostResult<()>;
@@ -292,6 +312,7 @@ mod proxy {
 #[cfg(test)]
 pub mod fake {
     //! A host for unit tests: set it up with builders, then assert on what the filter did.
+    #![allow(missing_docs)] // test support: its fields are what the tests read and set
 
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;

@@ -3,13 +3,11 @@
 
 #![no_main]
 
-use std::time::Duration;
-
 use arbitrary::Arbitrary;
 use inline_authz::ext_authz::cache::{max_age, MAX_AGE_CAP};
 use inline_authz::ext_authz::TemplateSource;
 use inline_authz::ext_authz::{
-    interpret, CallResponse, CheckResponse, ErrorKind, HeaderValueTemplate, Provider,
+    interpret, CallResponse, CheckResponse, ErrorKind, HeaderValueTemplate, HttpService,
 };
 use inline_authz::headers::{is_protected, HeaderMutation};
 use inline_authz::policy::matcher::HeaderNames;
@@ -37,17 +35,11 @@ impl TemplateSource for Request<'_> {
     }
 }
 
-fn provider(deny_list: bool) -> Provider {
-    Provider {
-        name: "p".into(),
-        cluster: "c".into(),
-        timeout: Duration::from_secs(1),
+fn provider(deny_list: bool) -> HttpService {
+    HttpService {
         path_prefix: String::new(),
-        fail_open: false,
-        status_on_error: 403,
         request_headers: HeaderNames::default(),
         additional_headers: vec![],
-        body: None,
         upstream_on_allow: HeaderNames::new(&["x-*", "authorization", ":path", "host"]),
         downstream_on_allow: HeaderNames::new(&["set-cookie"]),
         downstream_on_deny: deny_list.then(|| HeaderNames::new(&["x-reason"])),

@@ -26,7 +26,9 @@ use crate::policy::{Needs, Policies};
 /// A configuration error: the field path (`policies[1].rules[0].to[0].operation.paths`) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// Where in the configuration, as a JSON path (`jwtRules[0].jwksUri`); empty for the whole.
     pub path: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use super::{CallResponse, CheckRequest};
 use crate::expiring::ExpiringMap;
 
+/// `decisionCacheSize` when left out: answers kept per VM.
 pub const DEFAULT_SIZE: usize = 1000;
 /// An answer is never reused for longer than a day, whatever the service says.
 pub const MAX_AGE_CAP: u64 = 86_400;
@@ -79,15 +80,15 @@ pub fn max_age(response: &CallResponse) -> Option<u64> {
 pub struct DecisionCache(ExpiringMap<[u8], Rc<CallResponse>>);
 
 impl DecisionCache {
-    pub fn new(capacity: usize) -> DecisionCache {
+    pub(crate) fn new(capacity: usize) -> DecisionCache {
         DecisionCache(ExpiringMap::new(capacity))
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.0.capacity()
     }
 
-    pub fn get(&self, key: &[u8], now: u64) -> Option<Rc<CallResponse>> {
+    pub(crate) fn get(&self, key: &[u8], now: u64) -> Option<Rc<CallResponse>> {
         self.0.get(key, now)
     }
 

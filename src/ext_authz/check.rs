@@ -14,18 +14,19 @@ pub const PARTIAL_BODY_HEADER: &str = "x-envoy-auth-partial-body";
 /// The buffered request body to forward, and whether it was cut.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestBody {
-    pub bytes: Vec<u8>,
-    pub partial: bool,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) partial: bool,
 }
 
 /// An HTTP request ready for `dispatch_http_call`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckRequest {
-    pub headers: Vec<(String, String)>,
-    pub body: Option<Vec<u8>>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Option<Vec<u8>>,
 }
 
 impl CheckRequest {
+    /// The first value of header `name` (lowercase), pseudo-headers included.
     pub fn header(&self, name: &str) -> Option<&str> {
         crate::headers::first(&self.headers, name)
     }

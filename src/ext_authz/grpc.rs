@@ -10,14 +10,18 @@ use super::check::PARTIAL_BODY_HEADER;
 use super::{CheckResponse, ErrorKind, RequestBody};
 use crate::headers::{is_protected, HeaderMutation};
 
-/// The service and method of Envoy's authorization API, v3.
+/// The service of Envoy's authorization API, v3.
 pub const SERVICE: &str = "envoy.service.auth.v3.Authorization";
+/// Its one method.
 pub const METHOD: &str = "Check";
 
 /// The messages, field by field as in Envoy's protos (`envoy/service/auth/v3/*.proto`,
 /// `envoy/config/core/v3/*.proto`, `google/rpc/status.proto`). Only the fields Envoy fills with
 /// Istio's settings, and those it reads from the answer.
 pub mod proto {
+    // Each field is the proto field of the same name and number.
+    #![allow(missing_docs)]
+
     use std::collections::BTreeMap;
 
     /// `envoy.service.auth.v3.CheckRequest`.
@@ -242,7 +246,9 @@ pub struct Peer {
 /// What the shell gathers from the host for a check request beyond the headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
+    /// The downstream peer (the client, or the mesh peer with mTLS).
     pub source: Peer,
+    /// This proxy's side of the connection.
     pub destination: Peer,
     /// When the request started.
     pub time: SystemTime,

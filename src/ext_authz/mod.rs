@@ -22,16 +22,19 @@ pub const DEFAULT_STATUS_ON_ERROR: u32 = 403;
 /// A compiled extension provider (Envoy's `ext_authz` filter options and its service).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Provider {
+    /// `extensionProviders[].name`, which CUSTOM policies refer to.
     pub name: String,
     /// Envoy cluster the callout goes to: `cluster`, else `outbound|<port>||<service>`.
     pub cluster: String,
+    /// `timeout` of one check request.
     pub timeout: Duration,
-    /// `failOpen` (Envoy `failure_mode_allow`).
+    /// `failOpen` (Envoy `failure_mode_allow`): a check that errs lets the request through.
     pub fail_open: bool,
-    /// `statusOnError`: the reply when the check fails and `failOpen` is off.
+    /// `statusOnError`: the reply status when a check errs and the provider fails closed.
     pub status_on_error: u32,
     /// `includeRequestBodyInCheck` (Envoy `with_request_body`).
     pub body: Option<BodyOptions>,
+    /// HTTP or gRPC, with the options of each.
     pub service: Service,
 }
 
@@ -47,12 +50,15 @@ pub enum Service {
 /// The options of an `envoyExtAuthzHttp` provider (Envoy's `ext_authz` `HttpService`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HttpService {
+    /// `pathPrefix`, put before the request's path in the check request.
     pub path_prefix: String,
     /// `includeRequestHeadersInCheck`; `authorization`, `:method`, `:path`, `:authority` always go.
     pub request_headers: HeaderNames,
     /// `includeAdditionalHeadersInCheck`, names lowercase, overwriting client headers.
     pub additional_headers: Vec<(String, HeaderValueTemplate)>,
+    /// `headersToUpstreamOnAllow`: the service's headers set on the request going upstream.
     pub upstream_on_allow: HeaderNames,
+    /// `headersToDownstreamOnAllow`: the service's headers added to the client's response.
     pub downstream_on_allow: HeaderNames,
     /// `None`: every header of the service's response except Host (Envoy's default).
     pub downstream_on_deny: Option<HeaderNames>,
@@ -81,7 +87,10 @@ impl Provider {
 /// `includeRequestBodyInCheck` (Envoy `with_request_body`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyOptions {
+    /// `maxRequestBytes`: at most this much of the body is buffered and sent.
     pub max_request_bytes: u32,
+    /// `allowPartialMessage`: a longer body is sent cut (and flagged); otherwise the request
+    /// gets 413.
     pub allow_partial_message: bool,
     /// gRPC only: the body goes in `raw_body` (bytes) instead of `body` (text).
     pub pack_as_bytes: bool,
@@ -102,11 +111,15 @@ enum TemplatePart {
 
 /// What a header template may read from the request.
 pub trait TemplateSource {
+    /// `%REQ(name)%`: the client's header (`name` lowercase).
     fn request_header(&self, name: &str) -> Option<String>;
+    /// `%DOWNSTREAM_REMOTE_ADDRESS%`: the client's `ip:port`.
     fn remote_address(&self) -> Option<String>;
 }
 
 impl HeaderValueTemplate {
+    /// Compiles an `includeAdditionalHeadersInCheck` value; an unknown or unterminated command
+    /// is an error that says so.
     pub fn parse(text: &str) -> Result<HeaderValueTemplate, String> {
         let mut parts = Vec::new();
         let mut literal = String::new();
@@ -156,6 +169,7 @@ impl HeaderValueTemplate {
         self.0.iter().all(|p| matches!(p, TemplatePart::Literal(_)))
     }
 
+    /// The value for one request; what the request lacks renders empty.
     pub fn render(&self, source: &dyn TemplateSource) -> String {
         let mut out = String::new();
         for part in &self.0 {

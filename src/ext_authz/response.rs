@@ -12,10 +12,12 @@ pub const HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 pub struct CallResponse {
     /// Lowercase names, `:status` included.
     pub headers: Vec<(String, String)>,
+    /// Copied from the host only when `uses_body` says the answer's status needs it.
     pub body: Vec<u8>,
 }
 
 impl CallResponse {
+    /// `:status`, or `None` when absent or not a number.
     pub fn status(&self) -> Option<u32> {
         self.headers
             .iter()
@@ -42,17 +44,24 @@ pub enum ErrorKind {
 /// Envoy's `CheckStatus {Ok, Denied, Error}` with the `Response` of each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckResponse {
+    /// 200: the request goes on.
     Ok {
         /// Applied to the upstream request: `headersToUpstreamOnAllow` sets, then removals.
         upstream: Vec<HeaderMutation>,
         /// Added to the response to the client (`headersToDownstreamOnAllow`).
         downstream: Vec<HeaderMutation>,
     },
+    /// Any other final status below 500: the service's answer goes to the client.
     Denied {
+        /// The service's status, sent as is.
         status: u32,
+        /// The service's headers that go with it (`headersToDownstreamOnDeny`, or all but
+        /// `host`).
         headers: Vec<(String, String)>,
+        /// The service's body.
         body: Vec<u8>,
     },
+    /// No usable answer: the provider's failure mode decides.
     Error(ErrorKind),
 }
 
@@ -67,6 +76,7 @@ pub fn uses_body(status: Option<u32>) -> bool {
     status.is_some_and(|s| s != 200 && !is_error_status(s))
 }
 
+/// Reads the service's answer under `provider`'s header rules (`None`: no response at all).
 pub fn interpret(provider: &HttpService, response: Option<&CallResponse>) -> CheckResponse {
     let Some(response) = response else {
         return CheckResponse::Error(ErrorKind::NoResponse);

@@ -12,14 +12,14 @@ pub const LIMIT: Duration = Duration::from_secs(5);
 
 /// Whether the host delivers request bodies while headers are held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyDelivery {
+pub(crate) enum BodyDelivery {
     Unknown,
     Works,
     Never,
 }
 
 #[derive(Debug)]
-pub struct BodyWatch {
+pub(crate) struct BodyWatch {
     waiting: RefCell<Vec<(u32, SystemTime)>>,
     delivery: Cell<BodyDelivery>,
 }

@@ -11,7 +11,7 @@ use crate::jwt::verify::SignatureBackend;
 
 /// Checks signatures through the host.
 pub struct HostCrypto<'a> {
-    pub host: &'a dyn Host,
+    pub(crate) host: &'a dyn Host,
 }
 
 impl SignatureBackend for HostCrypto<'_> {

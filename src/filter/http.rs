@@ -33,11 +33,11 @@ use crate::jwt::{www_authenticate, Outcome};
 /// What all requests of one plugin share (owned by the root context).
 #[derive(Debug)]
 pub struct Shared {
-    pub metrics: Metrics,
-    pub body_watch: BodyWatch,
-    pub keys: KeyCache,
-    pub tokens: TokenCache,
-    pub decisions: DecisionCache,
+    pub(crate) metrics: Metrics,
+    pub(crate) body_watch: BodyWatch,
+    pub(crate) keys: KeyCache,
+    pub(crate) tokens: TokenCache,
+    pub(crate) decisions: DecisionCache,
     /// RS*/ES* signatures go to the host's `verify_signature` (probed once at start).
     pub host_crypto: bool,
 }
@@ -64,7 +64,10 @@ pub const PAYLOAD_TOO_LARGE_BODY: &str = "Payload Too Large";
 /// What the proxy should do with the stream after a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// The stream goes on (proxy-wasm `Action::Continue`).
     Continue,
+    /// The stream is held until the filter resumes or answers it (keys, body or a callout
+    /// awaited).
     Pause,
 }
 
@@ -125,6 +128,7 @@ enum State {
 pub enum CallAnswer {
     /// The HTTP answer (`None`: no response, as on timeout or reset).
     Http(Option<CallResponse>),
+    /// The gRPC answer: a message, or the call's failure status.
     Grpc(CallOutcome),
 }
 
@@ -206,6 +210,7 @@ pub struct AuthzRequest {
 }
 
 impl AuthzRequest {
+    /// A request of HTTP context `context_id`, not started.
     pub fn new(config: Rc<Config>, shared: Rc<Shared>, context_id: u32) -> AuthzRequest {
         AuthzRequest {
             config,
@@ -217,6 +222,8 @@ impl AuthzRequest {
         }
     }
 
+    /// `on_http_request_headers`: authenticate, decide, and reply, ask the providers or continue
+    /// (once per request; a repeated call continues).
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
         if self.state != State::NotStarted {
             return Action::Continue;
@@ -271,6 +278,8 @@ impl AuthzRequest {
         self.end(host, Next::Reply(LocalReply::internal()), Resume::Yes);
     }
 
+    /// `on_http_request_body`: `body_size` bytes buffered so far; the check that waits for the
+    /// body (`includeRequestBodyInCheck`) is sent once it is complete or reaches `maxRequestBytes`.
     pub fn on_request_body(
         &mut self,
         host: &dyn Host,
@@ -330,6 +339,8 @@ impl AuthzRequest {
         self.end(host, next, Resume::Yes);
     }
 
+    /// `on_http_response_headers`: adds the headers an allowing provider sent for the client
+    /// (`headersToDownstreamOnAllow`).
     pub fn on_response_headers(&mut self, host: &dyn Host) -> Action {
         if let State::Allowed { downstream } = &mut self.state {
             for mutation in downstream.drain(..) {

@@ -44,7 +44,7 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
-    pub fn new(config: &JwtConfig) -> KeyCache {
+    pub(crate) fn new(config: &JwtConfig) -> KeyCache {
         let slots = config
             .rules
             .iter()
@@ -60,7 +60,7 @@ impl KeyCache {
         }
     }
 
-    pub fn has_remote(&self) -> bool {
+    pub(crate) fn has_remote(&self) -> bool {
         self.slots
             .borrow()
             .iter()
@@ -119,7 +119,7 @@ impl KeyCache {
         }
     }
 
-    pub fn started(&self, rule: usize, token: u32) {
+    pub(crate) fn started(&self, rule: usize, token: u32) {
         if let Some(Slot::Remote(r)) = self.slots.borrow_mut().get_mut(rule) {
             r.in_flight = Some(token);
             r.next_attempt = None;

@@ -13,7 +13,7 @@ pub struct Metrics {
 
 /// Every metric the filter records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
+pub(crate) enum Metric {
     ExtAuthzOk,
     ExtAuthzDenied,
     ExtAuthzError,
@@ -157,13 +157,13 @@ impl Metrics {
         }
     }
 
-    pub fn increment(&self, host: &dyn Host, metric: Metric) {
+    pub(crate) fn increment(&self, host: &dyn Host, metric: Metric) {
         if let Some(id) = self.ids[metric as usize] {
             host.increment_metric(id, 1);
         }
     }
 
-    pub fn record(&self, host: &dyn Host, metric: Metric, value: u64) {
+    pub(crate) fn record(&self, host: &dyn Host, metric: Metric, value: u64) {
         if let Some(id) = self.ids[metric as usize] {
             host.record_metric(id, value);
         }

@@ -61,6 +61,7 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// An unconfigured plugin; `id` names this VM in shared-data fetch leases.
     pub fn new(id: String) -> Plugin {
         Plugin {
             id,

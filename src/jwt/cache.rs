@@ -13,7 +13,7 @@ pub const DEFAULT_SIZE: usize = 1000;
 
 /// A verified token.
 #[derive(Debug)]
-pub struct Cached {
+pub(crate) struct Cached {
     pub jwt: Rc<Jwt>,
     pub rule: usize,
     /// The rule's key generation it was verified with.
@@ -22,35 +22,38 @@ pub struct Cached {
     pub expires: u64,
 }
 
+/// The verified tokens of one VM, by token text (Envoy `jwt_authn`'s `JwtCache`).
 #[derive(Debug)]
 pub struct TokenCache(ExpiringMap<str, Rc<Cached>>);
 
 impl TokenCache {
-    pub fn new(capacity: usize) -> TokenCache {
+    pub(crate) fn new(capacity: usize) -> TokenCache {
         TokenCache(ExpiringMap::new(capacity))
     }
 
-    pub fn get(&self, token: &str, now: u64) -> Option<Rc<Cached>> {
+    pub(crate) fn get(&self, token: &str, now: u64) -> Option<Rc<Cached>> {
         if self.0.capacity() == 0 {
             return None;
         }
         self.0.get(token, now)
     }
 
-    pub fn insert(&self, token: &str, cached: Cached) {
+    pub(crate) fn insert(&self, token: &str, cached: Cached) {
         // Good through its expiry second, as the time check (`now > exp + skew` is expired).
         let expires = cached.expires.saturating_add(1);
         self.0.insert(Rc::from(token), Rc::new(cached), expires);
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.0.capacity()
     }
 
+    /// Tokens cached now.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// No token cached.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

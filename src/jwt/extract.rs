@@ -7,10 +7,14 @@
 pub enum Location {
     /// Lowercase header name and the prefix before the token (case-sensitive, as Envoy).
     Header {
+        /// `fromHeaders[].name`, lowercased.
         name: String,
+        /// `fromHeaders[].prefix`, e.g. `Bearer `; may be empty.
         prefix: String,
     },
+    /// A query parameter (`fromParams`).
     Param(String),
+    /// A cookie (`fromCookies`).
     Cookie(String),
 }
 
@@ -30,7 +34,9 @@ impl Location {
 /// A token and the location it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extracted {
+    /// The token text, prefix and percent-encoding removed.
     pub token: String,
+    /// Where it was found (which rules may verify it, what to strip when not forwarded).
     pub location: Location,
 }
 

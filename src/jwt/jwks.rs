@@ -20,7 +20,7 @@ impl fmt::Debug for Secret {
 
 /// The verifying material of one key.
 #[derive(Clone, Debug)]
-pub enum KeyMaterial {
+pub(crate) enum KeyMaterial {
     Rsa(super::rsa::RsaKey),
     Ec(super::ecdsa::EcKey),
     Ed25519(ed25519_dalek::VerifyingKey),
@@ -50,9 +50,11 @@ impl KeyMaterial {
 /// One JSON Web Key (Envoy's `Jwks::Pubkey`).
 #[derive(Clone, Debug)]
 pub struct Jwk {
+    /// The key id a token's `kid` header names.
     pub kid: Option<String>,
+    /// The algorithm the key is restricted to, if the set says so.
     pub alg: Option<String>,
-    pub material: KeyMaterial,
+    pub(crate) material: KeyMaterial,
     /// DER SubjectPublicKeyInfo for the host's `verify_signature` (RSA and EC keys).
     pub spki: Option<Vec<u8>>,
 }
@@ -60,6 +62,7 @@ pub struct Jwk {
 /// A key set; never empty once parsed.
 #[derive(Clone, Debug, Default)]
 pub struct Jwks {
+    /// The usable keys, in the set's order.
     pub keys: Vec<Jwk>,
 }
 

@@ -4,13 +4,13 @@
 //! in a request must verify; a request without one continues unauthenticated.
 
 pub mod cache;
-pub mod ecdsa;
+pub(crate) mod ecdsa;
 pub mod extract;
 pub mod host_crypto;
 pub mod jwks;
 pub mod montgomery;
-pub mod rsa;
-pub mod sharing;
+pub(crate) mod rsa;
+pub(crate) mod sharing;
 pub mod status;
 pub mod token;
 pub mod verify;
@@ -39,13 +39,20 @@ pub const MAX_REALM_PATH: usize = 256;
 /// Where a rule's keys come from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
+    /// `jwks`: the key set given in the rule.
     Inline(Rc<Jwks>),
     /// Fetched by the proxy from `uri` through Envoy cluster `cluster`.
     Remote {
+        /// `jwksUri`.
         uri: String,
+        /// The Envoy cluster the fetch goes through: `jwksCluster`, else Istio's
+        /// `outbound|<port>||<host>`.
         cluster: String,
+        /// `:authority` of the fetch, from `uri`.
         authority: String,
+        /// `:path` of the fetch, from `uri`.
         path: String,
+        /// `jwtRules[].timeout`: how long one fetch may take.
         timeout: Duration,
     },
 }
@@ -53,12 +60,17 @@ pub enum KeySource {
 /// A compiled `jwtRules[]` entry (Envoy's `JwtProvider`).
 #[derive(Debug, Clone)]
 pub struct JwtRule {
+    /// `iss` a token must carry for this rule to verify it.
     pub issuer: String,
     /// Sanitized (no `http(s)://`, no trailing `/`); empty allows any audience.
     pub audiences: Vec<String>,
+    /// `jwks` or `jwksUri`.
     pub keys: KeySource,
+    /// `fromHeaders` / `fromParams` / `fromCookies`, or Envoy's defaults.
     pub locations: Vec<Location>,
+    /// `forwardOriginalToken`: the token stays in the request sent upstream.
     pub forward: bool,
+    /// `outputPayloadToHeader`: the header that gets the verified payload (base64url).
     pub payload_header: Option<String>,
     /// `(header, claim path)`.
     pub claim_headers: Vec<(String, Vec<String>)>,
@@ -67,8 +79,12 @@ pub struct JwtRule {
 /// All JWT settings of the plugin (Envoy's `JwtAuthentication`).
 #[derive(Debug, Clone, Default)]
 pub struct JwtConfig {
+    /// `jwtRules`, in order (a rule is referred to by its index).
     pub rules: Vec<JwtRule>,
+    /// Leeway for `exp` / `nbf` (Envoy's `clock_skew_seconds`).
     pub clock_skew: Duration,
+    /// How long fetched remote keys are used before they are fetched again (Envoy's
+    /// `cache_duration`).
     pub refresh: Duration,
     /// Every location of every rule, each with the rules that read it.
     pub locations: Vec<(Location, Vec<usize>)>,
@@ -80,6 +96,7 @@ pub struct JwtConfig {
 
 /// The keys of one rule as the key store has them now.
 pub enum Keys {
+    /// The key set to verify with.
     Ready(Rc<Jwks>),
     /// Not fetched yet: the request waits.
     Pending,
@@ -89,6 +106,7 @@ pub enum Keys {
 
 /// Gives the current keys of a rule (inline, or fetched and cached by the root context).
 pub trait KeyStore {
+    /// The keys of the rule at index `rule` of `JwtConfig::rules`.
     fn keys(&self, rule: usize) -> Keys;
     /// Changes whenever the rule's keys change (cached verifications of older keys are void).
     fn generation(&self, _rule: usize) -> u64 {
@@ -104,9 +122,13 @@ pub trait KeyStore {
 /// What verifying tokens needs: the keys, where signatures are checked, the verified-token cache
 /// and the host clock (seconds).
 pub struct Verifier<'a> {
+    /// The keys of every rule.
     pub keys: &'a dyn KeyStore,
+    /// Pure Rust, or the host's `verify_signature` for RS* / ES*.
     pub backend: &'a dyn verify::SignatureBackend,
+    /// `None`: every token is verified in full.
     pub cache: Option<&'a cache::TokenCache>,
+    /// Unix seconds.
     pub now: u64,
 }
 
@@ -129,12 +151,16 @@ pub enum Outcome {
     NoToken,
     /// Every token verified; `mutations` remove forwarded tokens and add payload / claim headers.
     Verified {
+        /// The identity policies see as `request.auth.*`.
         auth: AuthInfo,
+        /// To apply to the request before it goes on.
         mutations: Vec<HeaderMutation>,
     },
+    /// A token did not verify: the reply is Envoy's 401 (or 403) with this status.
     Failed(JwtStatus),
     /// A rule's remote keys are not there yet.
     Pending {
+        /// The rule's index in `JwtConfig::rules`.
         rule: usize,
     },
 }
@@ -155,6 +181,7 @@ pub fn sanitize_audience(audience: &str) -> String {
 }
 
 impl JwtConfig {
+    /// No `jwtRules`: nothing to authenticate.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }

@@ -4,31 +4,57 @@
 /// jwt_verify_lib's `Status`, reduced to the failures this filter can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtStatus {
+    /// No token, and the policies ask for one (the 401 `Bearer realm` challenge).
     JwtMissed,
+    /// `nbf` is later than now plus the clock skew.
     JwtNotYetValid,
+    /// `exp` is earlier than now minus the clock skew.
     JwtExpired,
+    /// Not three non-empty segments separated by dots.
     JwtBadFormat,
+    /// The header segment is not base64url.
     JwtHeaderParseErrorBadBase64,
+    /// The header is not a JSON object.
     JwtHeaderParseErrorBadJson,
+    /// `alg` is missing or not a string.
     JwtHeaderBadAlg,
+    /// `alg` is not one Envoy accepts (`none` included).
     JwtHeaderNotImplementedAlg,
+    /// `kid` is not a string.
     JwtHeaderBadKid,
+    /// The payload segment is not base64url.
     JwtPayloadParseErrorBadBase64,
+    /// The payload is not a JSON object.
     JwtPayloadParseErrorBadJson,
+    /// `iss` is not a string.
     JwtPayloadParseErrorIssNotString,
+    /// `sub` is not a string.
     JwtPayloadParseErrorSubNotString,
+    /// `iat` is not an integer.
     JwtPayloadParseErrorIatNotInteger,
+    /// `nbf` is not an integer.
     JwtPayloadParseErrorNbfNotInteger,
+    /// `exp` is not an integer.
     JwtPayloadParseErrorExpNotInteger,
+    /// `aud` is neither a string nor a list of strings.
     JwtPayloadParseErrorAudNotString,
+    /// The signature segment is not base64url.
     JwtSignatureParseErrorBadBase64,
+    /// No rule has the token's `iss`.
     JwtUnknownIssuer,
+    /// None of the token's audiences is one of the rule's (403).
     JwtAudienceNotAllowed,
+    /// Keys fit the token, and none verifies its signature.
     JwtVerificationFail,
+    /// No key of the set fits the token's `kid` and `alg`.
     JwksKidAlgMismatch,
+    /// The rule's remote keys could not be fetched, and none were ever had.
     JwksFetchFail,
+    /// Envoy's status for several tokens where one is allowed; this filter verifies them all and never answers it.
     JwtMultipleTokens,
+    /// An EdDSA signature that is not 64 bytes.
     JwtEd25519SignatureWrongLength,
+    /// Envoy's status for a key set without a usable key; here such a set is refused when it is parsed.
     JwksNoValidKeys,
 }
 

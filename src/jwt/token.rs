@@ -8,22 +8,36 @@ use super::status::JwtStatus;
 /// Signature algorithms Envoy's `jwt_authn` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Alg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
     Rs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
     Rs384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
     Rs512,
+    /// RSASSA-PSS with SHA-256 and MGF1.
     Ps256,
+    /// RSASSA-PSS with SHA-384 and MGF1.
     Ps384,
+    /// RSASSA-PSS with SHA-512 and MGF1.
     Ps512,
+    /// ECDSA on P-256 with SHA-256.
     Es256,
+    /// ECDSA on P-384 with SHA-384.
     Es384,
+    /// ECDSA on P-521 with SHA-512: parsed, but no key type here verifies it.
     Es512,
+    /// Ed25519 (RFC 8037).
     EdDsa,
+    /// HMAC with SHA-256 (an `oct` key).
     Hs256,
+    /// HMAC with SHA-384 (an `oct` key).
     Hs384,
+    /// HMAC with SHA-512 (an `oct` key).
     Hs512,
 }
 
 impl Alg {
+    /// The JOSE `alg` name (`RS256`, `EdDSA`); `None` for one Envoy does not accept.
     pub fn parse(name: &str) -> Option<Alg> {
         Some(match name {
             "RS256" => Alg::Rs256,
@@ -43,6 +57,7 @@ impl Alg {
         })
     }
 
+    /// The JOSE `alg` name.
     pub fn name(self) -> &'static str {
         match self {
             Alg::Rs256 => "RS256",
@@ -65,19 +80,27 @@ impl Alg {
 /// A parsed, unverified token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Jwt {
+    /// The header's `alg`.
     pub alg: Alg,
+    /// The header's `kid`: which key of the set signed it.
     pub kid: Option<String>,
     /// The payload (a JSON object), shared with the policies' view of the request.
     pub claims: std::rc::Rc<Value>,
     /// The base64url payload segment as sent (for `outputPayloadToHeader`).
     pub payload_segment: String,
+    /// `iss` (empty when absent).
     pub issuer: String,
+    /// `sub` (empty when absent).
     pub subject: String,
+    /// `aud`, a single string becoming a list of one.
     pub audiences: Vec<String>,
+    /// `nbf`, Unix seconds.
     pub not_before: Option<u64>,
+    /// `exp`, Unix seconds.
     pub expires: Option<u64>,
     /// `header.payload`, the bytes the signature covers.
     pub signing_input: Vec<u8>,
+    /// The decoded signature segment.
     pub signature: Vec<u8>,
 }
 
@@ -135,6 +158,8 @@ fn integer(value: Option<&Value>, error: JwtStatus) -> Result<Option<u64>, JwtSt
 }
 
 impl Jwt {
+    /// Splits and decodes a compact JWS, checking claim types as jwt_verify_lib does; the
+    /// signature is not checked here.
     pub fn parse(token: &str) -> Result<Jwt, JwtStatus> {
         // jwt_verify_lib splits with SkipEmpty: empty sections do not count.
         let parts: Vec<&str> = token.split('.').filter(|p| !p.is_empty()).collect();

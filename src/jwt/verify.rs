@@ -22,7 +22,12 @@ fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, signature: &[u8], input: 
 }
 
 /// Verifies one signature with one key; false when the key type does not fit the algorithm.
-pub fn verify_signature(alg: Alg, key: &KeyMaterial, input: &[u8], signature: &[u8]) -> bool {
+pub(crate) fn verify_signature(
+    alg: Alg,
+    key: &KeyMaterial,
+    input: &[u8],
+    signature: &[u8],
+) -> bool {
     match (alg, key) {
         (Alg::Rs256, KeyMaterial::Rsa(key)) => key.verify_pkcs1v15(Hash::Sha256, input, signature),
         (Alg::Rs384, KeyMaterial::Rsa(key)) => key.verify_pkcs1v15(Hash::Sha384, input, signature),

@@ -30,7 +30,10 @@ pub enum Verdict<'a> {
     /// No DENY matched and ALLOW passed (one matched, or there are none).
     Allowed,
     /// A DENY policy matched.
-    Denied { policy: &'a str },
+    Denied {
+        /// The policy's `name`.
+        policy: &'a str,
+    },
     /// ALLOW policies exist and none matched.
     NoAllowMatch,
 }
@@ -47,6 +50,7 @@ pub enum Refusal<'a> {
 }
 
 impl Refusal<'_> {
+    /// The HTTP status of the local reply.
     pub fn status(self) -> u32 {
         match self {
             Refusal::Policy(_) | Refusal::NoAllowMatch => 403,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 /// Istio string match: exact `abc`, prefix `abc*`, suffix `*abc`, presence `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StringMatch {
+pub(crate) enum StringMatch {
     Exact(String),
     Prefix(String),
     Suffix(String),
@@ -46,6 +46,7 @@ impl StringMatch {
 pub struct HeaderNames(Vec<StringMatch>);
 
 impl HeaderNames {
+    /// Compiles Istio's patterns (`x-*`, `*-id`, `authorization`, `*`).
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> HeaderNames {
         HeaderNames(
             patterns
@@ -60,6 +61,7 @@ impl HeaderNames {
         self.0.iter().any(|m| m.matches(name))
     }
 
+    /// No pattern: the list matches no header.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -67,7 +69,7 @@ impl HeaderNames {
 
 /// `hosts` / `notHosts`: case-insensitive; a pattern without a port matches the host on any port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostMatch {
+pub(crate) struct HostMatch {
     pattern: StringMatch,
     has_port: bool,
 }
@@ -122,13 +124,13 @@ fn split_port(authority: &str) -> (&str, Option<&str>) {
 /// `paths` / `notPaths`: an Istio string match, or a template with `{*}` (one segment) and
 /// `{**}` (the rest of the path, last operator only).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
+pub(crate) enum PathMatch {
     String(StringMatch),
     Template(Vec<TemplateSegment>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TemplateSegment {
+pub(crate) enum TemplateSegment {
     Literal(String),
     One,
     Rest,
@@ -200,7 +202,7 @@ impl PathMatch {
 
 /// An IP block: `10.0.0.0/8`, `192.168.1.7`, `2001:db8::/32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
+pub(crate) struct Cidr {
     network: IpAddr,
     prefix_len: u8,
 }

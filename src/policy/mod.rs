@@ -16,27 +16,39 @@ use matcher::{Cidr, HostMatch, PathMatch, StringMatch};
 pub struct AuthInfo {
     /// `<iss>/<sub>`.
     pub principal: String,
+    /// The token's `aud` values (`request.auth.audiences`).
     pub audiences: Vec<String>,
+    /// The token's `azp` claim (`request.auth.presenter`).
     pub presenter: Option<String>,
+    /// The whole payload, for `request.auth.claims[...]` conditions.
     pub claims: std::rc::Rc<serde_json::Value>,
 }
 
 /// What policies look at, gathered once per request (Envoy RBAC's view of a request).
 #[derive(Debug, Clone, Default)]
 pub struct RequestAttributes {
+    /// `:method` (`methods` / `notMethods`).
     pub method: String,
     /// Normalized path, without query or fragment.
     pub path: String,
+    /// `:authority` as sent, port included (`hosts` / `notHosts`).
     pub authority: String,
     /// Lowercase names, in arrival order; repeated names stay separate entries.
     pub headers: Vec<(String, String)>,
+    /// The downstream connection's peer (`source.ip`, `ipBlocks`).
     pub source_ip: Option<IpAddr>,
+    /// `remote.ip` / `remoteIpBlocks`: the client as Envoy resolved it (XFF, PROXY protocol);
+    /// the shell reads it from the same `source.address` property as `source_ip`.
     pub remote_ip: Option<IpAddr>,
+    /// The local address the connection arrived on (`destination.ip`).
     pub destination_ip: Option<IpAddr>,
+    /// `destination.port` / `ports`.
     pub destination_port: Option<u16>,
+    /// The TLS server name (`connection.sni`).
     pub sni: Option<String>,
     /// Peer identity from mTLS without `spiffe://`, e.g. `cluster.local/ns/default/sa/sleep`.
     pub peer_principal: Option<String>,
+    /// Set once a JWT rule verified the request's token.
     pub auth: Option<AuthInfo>,
 }
 
@@ -67,7 +79,7 @@ impl RequestAttributes {
 
 /// The request attribute a constraint looks at (Istio's source / operation / condition keys).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Attribute {
+pub(crate) enum Attribute {
     RequestPrincipal,
     PeerPrincipal,
     Namespace,
@@ -87,7 +99,7 @@ pub enum Attribute {
 
 /// One accepted value of a constraint.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ValueMatch {
+pub(crate) enum ValueMatch {
     Text(StringMatch),
     Host(HostMatch),
     Path(PathMatch),
@@ -97,7 +109,7 @@ pub enum ValueMatch {
 
 /// `field: [values]` (or `notField`): true when any value matches; negated for `not*`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Constraint {
+pub(crate) struct Constraint {
     pub attribute: Attribute,
     pub values: Vec<ValueMatch>,
     pub negated: bool,
@@ -203,7 +215,7 @@ fn claim_values(claims: &serde_json::Value, path: &[String]) -> Vec<String> {
 
 /// One rule: every present part must match; each part is a list whose entries are OR-ed.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rule {
+pub(crate) struct Rule {
     /// `from[]`, each entry the AND of its source fields.
     pub from: Vec<Vec<Constraint>>,
     /// `to[]`, each entry the AND of its operation fields.
@@ -227,14 +239,16 @@ impl Rule {
 /// A named policy; with no rules it never matches (Istio).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
+    /// `policies[].name` (default `policies[<index>]`): how logs, metrics and denial reasons
+    /// name it.
     pub name: String,
-    pub rules: Vec<Rule>,
+    pub(crate) rules: Vec<Rule>,
     /// Evaluated and counted, never enforced.
     pub dry_run: bool,
 }
 
 impl Policy {
-    pub fn matches(&self, request: &RequestAttributes) -> bool {
+    pub(crate) fn matches(&self, request: &RequestAttributes) -> bool {
         self.rules.iter().any(|r| r.matches(request))
     }
 }
@@ -242,7 +256,9 @@ impl Policy {
 /// A CUSTOM policy and the provider it names (its index in `extensionProviders`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CustomPolicy {
+    /// Its rules say which requests go to the provider.
     pub policy: Policy,
+    /// Index in `extensionProviders`.
     pub provider: usize,
 }
 
@@ -251,29 +267,33 @@ pub struct CustomPolicy {
 pub struct Policies {
     /// CUSTOM policies, enforced and dry-run (each knows which).
     pub custom: Vec<CustomPolicy>,
+    /// Enforced DENY policies.
     pub deny: Vec<Policy>,
+    /// Enforced ALLOW policies.
     pub allow: Vec<Policy>,
     /// Dry-run DENY / ALLOW policies: a shadow evaluation of their own, as Istio's shadow RBAC.
     pub dry_deny: Vec<Policy>,
+    /// Dry-run ALLOW policies, the other half of the shadow evaluation.
     pub dry_allow: Vec<Policy>,
     /// JWT rules exist: a request without a token that no ALLOW policy matches gets 401 asking
     /// for one (the ingress tutorial's answer), not 403.
-    pub challenge_tokenless: bool,
+    pub(crate) challenge_tokenless: bool,
 }
 
 /// Which request properties the policies read (dry-run ones included), so the hot path asks the
 /// host only for those.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
-    pub source_ip: bool,
-    pub remote_ip: bool,
-    pub destination_ip: bool,
-    pub destination_port: bool,
-    pub sni: bool,
-    pub peer_principal: bool,
+    pub(crate) source_ip: bool,
+    pub(crate) remote_ip: bool,
+    pub(crate) destination_ip: bool,
+    pub(crate) destination_port: bool,
+    pub(crate) sni: bool,
+    pub(crate) peer_principal: bool,
 }
 
 impl Policies {
+    /// No policy of any action, dry-run ones included: every request is allowed.
     pub fn is_empty(&self) -> bool {
         self.custom.is_empty()
             && self.deny.is_empty()
@@ -283,7 +303,7 @@ impl Policies {
     }
 
     /// Every policy, enforced and dry-run, of every action.
-    pub fn all(&self) -> impl Iterator<Item = &Policy> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Policy> {
         self.custom
             .iter()
             .map(|c| &c.policy)

@@ -5,31 +5,24 @@
 /// Istio's `ProxyConfig`/`MeshConfig` path normalization setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PathNormalization {
+    /// `NONE`: the path as sent.
     None,
+    /// `BASE` (also `DEFAULT`): RFC 3986 normalization, Envoy's `normalize_path`.
     #[default]
     Base,
+    /// `MERGE_SLASHES`: `BASE`, then `//` to `/` (Envoy's `merge_slashes`).
     MergeSlashes,
+    /// `DECODE_AND_MERGE_SLASHES`: also decodes `%2F` and `%5C` first (Envoy's
+    /// `UNESCAPE_AND_FORWARD`).
     DecodeAndMergeSlashes,
-}
-
-impl PathNormalization {
-    pub fn parse(text: &str) -> Result<PathNormalization, String> {
-        match text {
-            "NONE" => Ok(PathNormalization::None),
-            "BASE" | "DEFAULT" => Ok(PathNormalization::Base),
-            "MERGE_SLASHES" => Ok(PathNormalization::MergeSlashes),
-            "DECODE_AND_MERGE_SLASHES" => Ok(PathNormalization::DecodeAndMergeSlashes),
-            other => Err(format!(
-                "unknown value {other:?} (NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES)"
-            )),
-        }
-    }
 }
 
 /// A request target split for matching: the normalized path and the untouched query (with its `?`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalizedPath {
+    /// What policies match against.
     pub path: String,
+    /// `?` and the rest, or empty.
     pub query: String,
 }
 
@@ -262,12 +255,5 @@ mod tests {
         );
         assert_eq!(path("/a%5cb", DecodeAndMergeSlashes), "/a/b");
         assert_eq!(path("//headers/../x", None), "//headers/../x");
-    }
-
-    #[test]
-    fn names_parse_like_istio() {
-        assert_eq!(PathNormalization::parse("BASE"), Ok(Base));
-        assert_eq!(PathNormalization::parse("DEFAULT"), Ok(Base));
-        assert!(PathNormalization::parse("base").is_err());
     }
 }
