@@ -36,6 +36,13 @@ if ! python3 -c "import yaml, jsonschema" >/dev/null 2>&1 || ! command -v check-
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
+# The gRPC ext_authz server of the test bed (testbed/grpc/authz_server.py): grpcio and the generated
+# Envoy protos (xds-protos), no protoc step.
+if ! python3 -c "import grpc, envoy.service.auth.v3.external_auth_pb2" >/dev/null 2>&1; then
+  echo "prereqs: installing grpcio, xds-protos from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check grpcio xds-protos
+fi
+
 # skopeo reads the OCI image layout the way registries and Istio see it (tests/oci_image.rs).
 if ! command -v skopeo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   echo "prereqs: installing skopeo (Debian)"

@@ -2,6 +2,7 @@
 //! filter, reduced to what must be equal (status, headers to the client, body, what the
 //! authorization service and the upstream received), with volatile values taken out.
 
+use crate::grpc::tidy_check;
 use crate::http::{Call, Request};
 use crate::scenario::{marker, Bed};
 
@@ -28,6 +29,9 @@ pub struct Observed {
     pub authz: Vec<Seen>,
     /// Headers the upstream received, if the request got there.
     pub upstream: Option<Vec<(String, String)>>,
+    /// The CheckRequests the gRPC ext_authz server received, as `grpc::tidy_check` leaves them
+    /// (empty when the bed runs no gRPC server).
+    pub grpc: Vec<serde_json::Value>,
 }
 
 impl Observed {
@@ -89,12 +93,21 @@ pub fn observe(bed: &Bed, listener: &str, make: &dyn Fn(&str) -> Call) -> Observ
         .with(&mark)
         .first()
         .map(|r| tidy(&r.headers, &mark));
+    let grpc = bed
+        .grpc
+        .as_ref()
+        .map(|g| g.received(&mark))
+        .unwrap_or_default()
+        .iter()
+        .map(|check| tidy_check(check, &mark))
+        .collect();
     Observed {
         status: response.status,
         headers: tidy(&response.headers, &mark),
         body: tidy_body(&response.text(), &mark),
         authz,
         upstream,
+        grpc,
     }
 }
 

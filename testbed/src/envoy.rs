@@ -42,7 +42,7 @@ fn prerequisites_required() -> bool {
 /// A missing end-to-end prerequisite: returned as the error where it is required, else this
 /// test binary ends (exit 0, no test counted) after one line on the terminal, written once per
 /// `cargo test` run.
-fn unprepared(reason: String) -> String {
+pub(crate) fn unprepared(reason: String) -> String {
     if prerequisites_required() {
         return reason;
     }
@@ -178,7 +178,7 @@ static SPAWNER: LazyLock<Mutex<Sender<SpawnRequest>>> = LazyLock::new(|| {
     Mutex::new(tx)
 });
 
-fn spawn_tied_to_us(mut command: Command) -> io::Result<Child> {
+pub(crate) fn spawn_tied_to_us(mut command: Command) -> io::Result<Child> {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {

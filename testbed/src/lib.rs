@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod envoy;
+pub mod grpc;
 pub mod http;
 pub mod lds;
 pub mod load;

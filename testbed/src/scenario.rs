@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::fs;
 use std::net::TcpListener;
 
+use serde_json::json;
+
 use crate::envoy::{render, repo_root, wasm_path, Envoy};
+use crate::grpc::GrpcAuthz;
 use crate::http::Server;
 use crate::services::{self, JwksServer, Recorder};
 
@@ -90,6 +93,72 @@ impl Listener {
             protected_prefix: "/".into(),
         }
     }
+
+    /// Whether this listener calls a gRPC authorization service: native ext_authz with a
+    /// `grpc_service`, or a plugin configuration with an `envoyExtAuthzGrpc` provider or naming
+    /// one of the gRPC clusters. A `Bed` starts the gRPC server only then.
+    pub fn uses_grpc(&self) -> bool {
+        let text = match self {
+            Listener::Wasm { config, .. } => config,
+            Listener::Native { ext_authz, .. } => ext_authz,
+            Listener::NativeRbac { .. } | Listener::NativeJwt { .. } => return false,
+        };
+        GRPC_MARKERS.iter().any(|m| text.contains(m))
+    }
+}
+
+/// Text that marks a listener configuration as calling the gRPC authorization service.
+const GRPC_MARKERS: [&str; 5] = [
+    "grpc_service",
+    "envoyExtAuthzGrpc",
+    GRPC_CLUSTER,
+    "authz-grpc",
+    "dead-grpc",
+];
+
+/// The cluster Istio makes for the sample's gRPC port (`envoyExtAuthzGrpc` with service
+/// `ext-authz.default.svc.cluster.local`, port 9000): `outbound|<port>||<host>`.
+pub const GRPC_CLUSTER: &str = "outbound|9000||ext-authz.default.svc.cluster.local";
+/// The authority istiod sets beside it: the provider's service host.
+pub const GRPC_AUTHORITY: &str = "ext-authz.default.svc.cluster.local";
+
+/// Native ext_authz's typed_config (JSON) as istiod builds it from an `envoyExtAuthzGrpc`
+/// provider (istio/istio `pilot/pkg/security/authz/builder/extauthz.go`, `generateGRPCConfig`):
+/// `grpc_service{envoy_grpc{cluster_name, authority}, timeout}` (`timeout`: the provider's, e.g.
+/// `"600s"`, Istio's default), `transport_api_version: V3`, `failure_mode_allow` (`failOpen`),
+/// `status_on_error` (`statusOnError`; `None` leaves it out: Envoy's 403), and `with_request_body`
+/// from `includeRequestBodyInCheck` as `(max_request_bytes, allow_partial_message, pack_as_bytes)`.
+/// istiod also sets `filter_enabled_metadata` (its CUSTOM-rule gate, filled by an RBAC shadow
+/// filter); the test bed gates with per-route `disabled` instead (`Listener::native`), as for the
+/// HTTP provider.
+pub fn native_grpc_ext_authz(
+    cluster: &str,
+    authority: &str,
+    timeout: &str,
+    fail_open: bool,
+    status_on_error: Option<u16>,
+    body: Option<(u32, bool, bool)>,
+) -> String {
+    let mut config = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "grpc_service": {
+            "envoy_grpc": {"cluster_name": cluster, "authority": authority},
+            "timeout": timeout,
+        },
+        "transport_api_version": "V3",
+        "failure_mode_allow": fail_open,
+    });
+    if let Some(code) = status_on_error {
+        config["status_on_error"] = json!({"code": code});
+    }
+    if let Some((max_request_bytes, allow_partial_message, pack_as_bytes)) = body {
+        config["with_request_body"] = json!({
+            "max_request_bytes": max_request_bytes,
+            "allow_partial_message": allow_partial_message,
+            "pack_as_bytes": pack_as_bytes,
+        });
+    }
+    config.to_string()
 }
 
 /// The services and the Envoy of one test binary.
@@ -98,6 +167,8 @@ pub struct Bed {
     pub authz: Recorder,
     pub upstream: Recorder,
     pub jwks: JwksServer,
+    /// The gRPC ext_authz server, started when a listener uses it (`Listener::uses_grpc`).
+    pub grpc: Option<GrpcAuthz>,
     _servers: (Server, Server, Server),
 }
 
@@ -129,6 +200,8 @@ pub struct Ports {
     pub authz: u16,
     pub upstream: u16,
     pub jwks: u16,
+    /// The gRPC ext_authz server (clusters `authz-grpc` and `outbound|9000||ext-authz…`).
+    pub authz_grpc: u16,
 }
 
 impl Ports {
@@ -138,6 +211,7 @@ impl Ports {
             authz: 9,
             upstream: 9,
             jwks: 9,
+            authz_grpc: 9,
         }
     }
 }
@@ -148,7 +222,12 @@ pub fn render_config(
     ports: Ports,
     envoy_normalize: bool,
 ) -> Result<String, String> {
-    let wasm = wasm_path()?;
+    // The .wasm is needed (and checked fresh) only when a listener runs the filter.
+    let wasm = if listeners.iter().any(|l| matches!(l, Listener::Wasm { .. })) {
+        wasm_path()?.display().to_string()
+    } else {
+        String::new()
+    };
     let mut rendered = String::new();
     for listener in listeners {
         let mut vars: HashMap<&str, String> = HashMap::new();
@@ -162,7 +241,7 @@ pub fn render_config(
                 vars.insert("NAME", name.clone());
                 vars.insert("HOLD_HEADERS", hold_headers.to_string());
                 vars.insert("PLUGIN_CONFIG", yaml_quote(config));
-                vars.insert("WASM", wasm.display().to_string());
+                vars.insert("WASM", wasm.clone());
                 render(&template("listener-wasm.yaml"), &vars)?
             }
             Listener::Native {
@@ -204,6 +283,7 @@ pub fn render_config(
     vars.insert("AUTHZ_PORT", ports.authz.to_string());
     vars.insert("UPSTREAM_PORT", ports.upstream.to_string());
     vars.insert("JWKS_PORT", ports.jwks.to_string());
+    vars.insert("AUTHZ_GRPC_PORT", ports.authz_grpc.to_string());
     vars.insert("DEAD_PORT", dead_port().to_string());
     render(&template("base.yaml"), &vars)
 }
@@ -265,10 +345,17 @@ impl Bed {
         let (jwks_server, jwks) =
             services::start_jwks().unwrap_or_else(|e| panic!("jwks server: {e}"));
         prepare(&jwks);
+        let grpc = if listeners.iter().any(Listener::uses_grpc) {
+            Some(GrpcAuthz::start().unwrap_or_else(|e| panic!("gRPC ext_authz server: {e}")))
+        } else {
+            None
+        };
         let ports = Ports {
             authz: authz_server.port(),
             upstream: echo_server.port(),
             jwks: jwks_server.port(),
+            // Nothing listens there when no listener needs the gRPC server.
+            authz_grpc: grpc.as_ref().map_or_else(dead_port, GrpcAuthz::grpc_port),
         };
         let config = edit(
             render_config(listeners, ports, envoy_normalize).unwrap_or_else(|e| panic!("{e}")),
@@ -279,12 +366,21 @@ impl Bed {
             authz,
             upstream,
             jwks,
+            grpc,
             _servers: (authz_server, echo_server, jwks_server),
         }
     }
 
     pub fn port(&self, listener: &str) -> u16 {
         self.envoy.port(listener)
+    }
+
+    /// The gRPC ext_authz server; panics when no listener of this bed uses it.
+    pub fn grpc(&self) -> &GrpcAuthz {
+        match &self.grpc {
+            Some(grpc) => grpc,
+            None => panic!("no listener of this Bed uses gRPC, so no gRPC ext_authz server runs"),
+        }
     }
 }
 
@@ -298,4 +394,53 @@ pub fn marker(_tag: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_grpc_ext_authz_is_what_istiod_builds() {
+        let config: serde_json::Value = serde_json::from_str(&native_grpc_ext_authz(
+            GRPC_CLUSTER,
+            GRPC_AUTHORITY,
+            "600s",
+            true,
+            Some(503),
+            Some((4096, true, true)),
+        ))
+        .unwrap_or_default();
+        assert_eq!(
+            config,
+            json!({
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                "grpc_service": {
+                    "envoy_grpc": {"cluster_name": GRPC_CLUSTER, "authority": GRPC_AUTHORITY},
+                    "timeout": "600s",
+                },
+                "transport_api_version": "V3",
+                "failure_mode_allow": true,
+                "status_on_error": {"code": 503},
+                "with_request_body": {
+                    "max_request_bytes": 4096,
+                    "allow_partial_message": true,
+                    "pack_as_bytes": true,
+                },
+            })
+        );
+        let plain = native_grpc_ext_authz("authz-grpc", "a", "1s", false, None, None);
+        assert!(!plain.contains("status_on_error") && !plain.contains("with_request_body"));
+    }
+
+    #[test]
+    fn only_grpc_listeners_need_the_grpc_server() {
+        let grpc = native_grpc_ext_authz("authz-grpc", "a", "1s", false, None, None);
+        assert!(Listener::native_everywhere("n", &grpc).uses_grpc());
+        let provider = r#"{"extensionProviders": [{"name": "p", "envoyExtAuthzGrpc": {}}]}"#;
+        assert!(Listener::wasm("w", provider).uses_grpc());
+        let http = r#"{"http_service": {"server_uri": {"cluster": "authz"}}}"#;
+        assert!(!Listener::native_everywhere("h", http).uses_grpc());
+        assert!(!Listener::native_rbac("r", "{}").uses_grpc());
+    }
 }
