@@ -17,7 +17,7 @@ use crate::ext_authz::response::uses_body;
 use crate::host::{unix_seconds as seconds, Host, HostResult};
 use crate::jwt::jwks::Jwks;
 use crate::jwt::sharing::{keys_key, lease_key, Lease, SharedKeys};
-use crate::jwt::KeySource;
+use crate::jwt::{JwtRule, KeySource};
 
 /// How often the root context looks at key refreshes and stuck bodies.
 pub const TICK: Duration = Duration::from_millis(200);
@@ -289,7 +289,7 @@ impl Plugin {
             let Some(jwt_rule) = config.jwt.rules.get(rule) else {
                 continue;
             };
-            if self.adopt_shared(host, config, shared, rule, now) {
+            if self.adopt_shared(host, config, shared, rule, jwt_rule, now) {
                 log::info!("jwks for {:?} taken from another worker", jwt_rule.issuer);
                 self.wake(host, rule);
                 continue;
@@ -304,7 +304,7 @@ impl Plugin {
             else {
                 continue;
             };
-            if !shared.keys.forced(rule) && !self.take_lease(host, config, rule, now, *timeout) {
+            if !shared.keys.forced(rule) && !self.take_lease(host, jwt_rule, now, *timeout) {
                 continue;
             }
             let headers = [
@@ -323,7 +323,7 @@ impl Plugin {
                     );
                     shared.metrics.increment(host, Metric::JwksFetchFailed);
                     shared.keys.fetched(rule, now, Err(error.status));
-                    self.publish_failure(host, config, shared, rule, now);
+                    self.publish_failure(host, shared, rule, jwt_rule, now);
                     self.wake(host, rule);
                 }
             }
@@ -337,11 +337,9 @@ impl Plugin {
         config: &Config,
         shared: &Shared,
         rule: usize,
+        jwt_rule: &JwtRule,
         now: SystemTime,
     ) -> bool {
-        let Some(jwt_rule) = config.jwt.rules.get(rule) else {
-            return false;
-        };
         let Ok((Some(bytes), _)) = host.shared_data(&keys_key(jwt_rule)) else {
             return false;
         };
@@ -378,14 +376,10 @@ impl Plugin {
     fn take_lease(
         &self,
         host: &dyn Host,
-        config: &Config,
-        rule: usize,
+        jwt_rule: &JwtRule,
         now: SystemTime,
         timeout: Duration,
     ) -> bool {
-        let Some(jwt_rule) = config.jwt.rules.get(rule) else {
-            return false;
-        };
         let key = lease_key(jwt_rule);
         let (current, cas) = host.shared_data(&key).unwrap_or((None, None));
         let held = current
@@ -407,14 +401,11 @@ impl Plugin {
     fn publish_failure(
         &self,
         host: &dyn Host,
-        config: &Config,
         shared: &Shared,
         rule: usize,
+        jwt_rule: &JwtRule,
         now: SystemTime,
     ) {
-        let Some(jwt_rule) = config.jwt.rules.get(rule) else {
-            return;
-        };
         if shared.keys.has_no_keys(rule) {
             let record = SharedKeys {
                 fetched_at: seconds(now),
@@ -484,7 +475,7 @@ impl Plugin {
         let failed = result.is_err();
         shared.keys.fetched(rule, now, result);
         if failed {
-            self.publish_failure(host, config, shared, rule, now);
+            self.publish_failure(host, shared, rule, jwt_rule, now);
         }
         self.wake(host, rule);
     }
