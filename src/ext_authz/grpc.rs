@@ -40,7 +40,16 @@ pub mod proto {
         pub destination: Option<Peer>,
         #[prost(message, optional, tag = "4")]
         pub request: Option<Request>,
+        /// Envoy sends both, empty, with Istio's settings.
+        #[prost(message, optional, tag = "11")]
+        pub metadata_context: Option<Metadata>,
+        #[prost(message, optional, tag = "13")]
+        pub route_metadata_context: Option<Metadata>,
     }
+
+    /// `envoy.config.core.v3.Metadata` (always empty here).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Metadata {}
 
     /// `AttributeContext.Peer`.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -347,6 +356,8 @@ pub fn check_request(
                 }),
                 http: Some(http),
             }),
+            metadata_context: Some(proto::Metadata {}),
+            route_metadata_context: Some(proto::Metadata {}),
         }),
     }
     .encode_to_vec()
@@ -396,12 +407,13 @@ pub fn interpret(
             .map(|s| s.code)
             .filter(|c| (100..=599).contains(c))
             .map_or(403, |c| c as u32);
+        // Envoy sets each header on its local reply; one marked `append` is dropped.
         let mut headers: Vec<(String, String)> = Vec::new();
         for (name, value, append) in denied.headers.iter().filter_map(header_of) {
             if !append {
                 headers.retain(|(n, _)| *n != name);
+                headers.push((name, value));
             }
-            headers.push((name, value));
         }
         return CheckResponse::Denied {
             status,
@@ -479,61 +491,28 @@ fn joined(
     (!values.is_empty()).then(|| values.join(","))
 }
 
-/// `:path` with its query rebuilt as Envoy does after query parameter mutations: the query is
-/// parsed and decoded, the removals and then the settings applied, and the parameters written
-/// back sorted by name, `k=v` joined with `&`.
+/// `:path` with its query rebuilt as Envoy does after query parameter mutations: the removed
+/// names dropped, each set one dropped where it was and added at the end, the rest in order.
 fn rebuild_query(path: &str, set: &[proto::QueryParameter], remove: &[String]) -> String {
     let (base, query) = path.split_once('?').unwrap_or((path, ""));
-    let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        params
-            .entry(decode_component(key))
-            .or_default()
-            .push(decode_component(value));
-    }
-    for key in remove {
-        params.remove(key);
-    }
-    for p in set {
-        params.insert(p.key.clone(), vec![p.value.clone()]);
-    }
+    let mut params: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key.to_string(), value.to_string())
+        })
+        .collect();
+    params.retain(|(key, _)| !remove.contains(key) && !set.iter().any(|p| p.key == *key));
+    params.extend(set.iter().map(|p| (p.key.clone(), p.value.clone())));
     let mut out = base.to_string();
-    for (i, (key, value)) in params
-        .iter()
-        .flat_map(|(k, vs)| vs.iter().map(move |v| (k, v)))
-        .enumerate()
-    {
+    for (i, (key, value)) in params.iter().enumerate() {
         out.push(if i == 0 { '?' } else { '&' });
         out.push_str(key);
         out.push('=');
         out.push_str(value);
     }
     out
-}
-
-/// `%XX` decoded (an invalid escape stays as it is).
-fn decode_component(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b, hex) {
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
