@@ -83,6 +83,59 @@ const FAULTS: [Fault; 9] = [
     fault("10-MiB-allow", "/_big/200", 200, 200),
 ];
 
+/// A fault of the gRPC authorization service (`x-grpc-fault` on the request picks it).
+struct GrpcFault {
+    name: &'static str,
+    mode: &'static str,
+    cluster: &'static str,
+    timeout: &'static str,
+    closed: u16,
+    open: u16,
+}
+
+const fn grpc_fault(name: &'static str, mode: &'static str, closed: u16, open: u16) -> GrpcFault {
+    GrpcFault {
+        name,
+        mode,
+        cluster: "authz-grpc",
+        timeout: "5s",
+        closed,
+        open,
+    }
+}
+
+const GRPC_FAULTS: [GrpcFault; 7] = [
+    grpc_fault("healthy", "none", 200, 200),
+    grpc_fault("unavailable", "unavailable", 403, 200),
+    grpc_fault("internal", "internal", 403, 200),
+    GrpcFault {
+        timeout: "0.2s",
+        ..grpc_fault("slow", "slow:1000", 403, 200)
+    },
+    grpc_fault("garbage", "garbage", 403, 200),
+    GrpcFault {
+        cluster: "dead-grpc",
+        ..grpc_fault("down", "none", 403, 200)
+    },
+    // A denial is an answer, not an error.
+    grpc_fault("denial", "deny-status:418", 418, 418),
+];
+
+fn grpc_listener_name(f: &GrpcFault, fail_open: bool) -> String {
+    format!(
+        "grpc-{}-{}",
+        f.name,
+        if fail_open { "open" } else { "closed" }
+    )
+}
+
+fn grpc_custom(f: &GrpcFault, fail_open: bool) -> String {
+    json!({"extensionProviders": [{"name": "g", "envoyExtAuthzGrpc": {
+        "service": "ext-authz", "port": 9000, "cluster": f.cluster,
+        "timeout": f.timeout, "failOpen": fail_open}}]})
+    .to_string()
+}
+
 fn listener_name(f: &Fault, fail_open: bool) -> String {
     format!("{}-{}", f.name, if fail_open { "open" } else { "closed" })
 }
@@ -112,6 +165,14 @@ static BED: LazyLock<Bed> = LazyLock::new(|| {
             listeners.push(Listener::wasm(
                 &listener_name(f, fail_open),
                 &custom(f, fail_open),
+            ));
+        }
+    }
+    for f in &GRPC_FAULTS {
+        for fail_open in [false, true] {
+            listeners.push(Listener::wasm(
+                &grpc_listener_name(f, fail_open),
+                &grpc_custom(f, fail_open),
             ));
         }
     }
@@ -229,6 +290,26 @@ fn authorization_service_faults_under_load_get_the_failure_mode_answer() {
             let expected = if fail_open { f.open } else { f.closed };
             let name = listener_name(f, fail_open);
             phase_on(&name, &name, &[expected], checked_get());
+        }
+    }
+    assert_envoy_healthy();
+}
+
+#[test]
+fn grpc_authorization_service_faults_under_load_get_the_failure_mode_answer() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for fail_open in [false, true] {
+        for f in &GRPC_FAULTS {
+            let expected = if fail_open { f.open } else { f.closed };
+            let name = grpc_listener_name(f, fail_open);
+            let mode = f.mode;
+            let make: Arc<load::MakeRequest> = Arc::new(move |n| {
+                Call::get(&format!("/anything?n={n}"))
+                    .header("x-ext-authz", "allow")
+                    .header("x-grpc-fault", mode)
+                    .wire(true)
+            });
+            phase_on(&name, &name, &[expected], make);
         }
     }
     assert_envoy_healthy();

@@ -22,7 +22,7 @@ use crate::policy::{decide, Check, Decision, Refusal, RequestAttributes, Stage, 
 use super::body_watch::{BodyDelivery, BodyWatch};
 use super::crypto::HostCrypto;
 use super::keys::KeyCache;
-use super::metrics::{Metric, Metrics};
+use super::metrics::{CheckOutcome, Metric, Metrics};
 use crate::ext_authz::cache::DecisionCache;
 use crate::jwt::cache::TokenCache;
 use crate::jwt::status::JwtStatus;
@@ -816,7 +816,16 @@ impl AuthzRequest {
         outcome: CheckResponse,
     ) -> HostResult<Next> {
         let metrics = &self.shared.metrics;
-        let dry_run = checks.list.get(checks.next).is_some_and(|c| c.dry_run);
+        let check = checks.list.get(checks.next).copied();
+        let dry_run = check.is_some_and(|c| c.dry_run);
+        if let Some(check) = check.filter(|c| !c.dry_run) {
+            let outcome = match &outcome {
+                CheckResponse::Ok { .. } => CheckOutcome::Ok,
+                CheckResponse::Denied { .. } => CheckOutcome::Denied,
+                CheckResponse::Error(_) => CheckOutcome::Error,
+            };
+            metrics.provider(host, check.provider, outcome);
+        }
         checks.next += 1;
         if dry_run {
             match &outcome {

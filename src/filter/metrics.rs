@@ -9,6 +9,29 @@ pub struct Metrics {
     ids: [Option<u32>; Metric::COUNT],
     /// Per DENY policy (dry-run ones too): name, `…denied` id, `…shadow_denied` id.
     policies: Vec<(String, Option<u32>, Option<u32>)>,
+    /// Per provider, by its index, when a plugin has more than one: `…ok`, `…denied`, `…error`.
+    providers: Vec<[Option<u32>; 3]>,
+}
+
+/// What one provider's check came to, for its own counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckOutcome {
+    Ok = 0,
+    Denied = 1,
+    Error = 2,
+}
+
+/// `[A-Za-z0-9_-]` of a name; anything else becomes `_` (Envoy stat names).
+fn stat_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Every metric the filter records.
@@ -114,9 +137,10 @@ impl Metric {
 }
 
 impl Metrics {
-    /// Defines every metric, and two per DENY policy: `inline_authz.policy.<name>.denied` and
-    /// `….shadow_denied` (names reduced to `[A-Za-z0-9_-]`).
-    pub fn define(host: &dyn Host, deny_policies: &[&str]) -> Metrics {
+    /// Defines every metric, two per DENY policy: `inline_authz.policy.<name>.denied` and
+    /// `….shadow_denied`, and, when there are several providers, three per provider:
+    /// `inline_authz.provider.<name>.ok|denied|error` (names reduced to `[A-Za-z0-9_-]`).
+    pub fn define(host: &dyn Host, deny_policies: &[&str], providers: &[&str]) -> Metrics {
         let mut ids = [None; Metric::COUNT];
         for (slot, metric) in ids.iter_mut().zip(Metric::ALL) {
             *slot = host.define_metric(metric.kind(), metric.name());
@@ -124,16 +148,7 @@ impl Metrics {
         let policies = deny_policies
             .iter()
             .map(|name| {
-                let safe: String = name
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
+                let safe = stat_safe(name);
                 let denied = host.define_metric(
                     MetricKind::Counter,
                     &format!("inline_authz.policy.{safe}.denied"),
@@ -145,7 +160,39 @@ impl Metrics {
                 (name.to_string(), denied, shadow)
             })
             .collect();
-        Metrics { ids, policies }
+        let providers = if providers.len() > 1 {
+            providers
+                .iter()
+                .map(|name| {
+                    let safe = stat_safe(name);
+                    ["ok", "denied", "error"].map(|outcome| {
+                        host.define_metric(
+                            MetricKind::Counter,
+                            &format!("inline_authz.provider.{safe}.{outcome}"),
+                        )
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Metrics {
+            ids,
+            policies,
+            providers,
+        }
+    }
+
+    /// Counts a check of provider `index` by its outcome (only with several providers; with one,
+    /// `ext_authz.ok|denied|error` say it all).
+    pub(crate) fn provider(&self, host: &dyn Host, index: usize, outcome: CheckOutcome) {
+        let id = self
+            .providers
+            .get(index)
+            .and_then(|ids| ids.get(outcome as usize).copied().flatten());
+        if let Some(id) = id {
+            host.increment_metric(id, 1);
+        }
     }
 
     /// Counts a denial by a DENY policy (or a dry-run one's "would deny").

@@ -115,7 +115,8 @@ impl Plugin {
                 "pure Rust"
             }
         );
-        let metrics = Metrics::define(host, &config.deny_policy_names());
+        let providers: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        let metrics = Metrics::define(host, &config.deny_policy_names(), &providers);
         let shared = Rc::new(Shared::new(&config, metrics, host_crypto));
         let needs_tick =
             shared.keys.has_remote() || config.providers.iter().any(|p| p.body.is_some());

@@ -16,7 +16,15 @@ const TUTORIAL: &str = r#"{
 fn shared_for(config: &Config, host: &FakeHost) -> Rc<Shared> {
     Rc::new(Shared::new(
         config,
-        Metrics::define(host, &config.deny_policy_names()),
+        Metrics::define(
+            host,
+            &config.deny_policy_names(),
+            &config
+                .providers
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>(),
+        ),
         host.foreign.is_some(),
     ))
 }
@@ -1144,6 +1152,8 @@ fn two_providers_are_asked_in_order_and_the_first_allow_feeds_the_second_check()
     request.on_call_response(&host, call.token, delivered);
     assert_eq!(host.resumed.get(), 1);
     assert_eq!(host.metric("inline_authz.ext_authz.ok"), 2);
+    assert_eq!(host.metric("inline_authz.provider.http.ok"), 1);
+    assert_eq!(host.metric("inline_authz.provider.grpc.ok"), 1);
 
     // A denial by the first ends it: the second is never asked.
     let host = FakeHost::new().with_request("GET", "/a", "h");
@@ -1153,4 +1163,44 @@ fn two_providers_are_asked_in_order_and_the_first_allow_feeds_the_second_check()
     answer(&mut request, &host, 101);
     assert_eq!(host.last_reply().unwrap().status, 403);
     assert!(host.grpc_calls.borrow().is_empty());
+    assert_eq!(host.metric("inline_authz.provider.http.denied"), 1);
+    assert_eq!(host.metric("inline_authz.provider.grpc.denied"), 0);
+}
+
+/// The hostcalls of a gRPC check without TLS: headers, clock, the connection's properties
+/// (addresses, TLS, protocol, start time), the call; then clock, latency, verdict, resume.
+#[test]
+fn a_grpc_check_makes_the_fewest_hostcalls() {
+    let host = FakeHost::new().with_request("GET", "/headers", "httpbin");
+    let mut request = request_with(GRPC, &host);
+    host.hostcalls.borrow_mut().clear();
+    assert_eq!(request.on_request_headers(&host, true), Action::Pause);
+    assert_eq!(
+        *host.hostcalls.borrow(),
+        [
+            "request_headers",
+            "now",
+            "property",
+            "property",
+            "property",
+            "property",
+            "property",
+            "dispatch_grpc_call"
+        ]
+    );
+    host.hostcalls.borrow_mut().clear();
+    *host.grpc_answer.borrow_mut() = grpc_allow(&[]);
+    let size = host.grpc_answer.borrow().len();
+    let delivered = crate::filter::root::grpc_answer(&host, 0, size);
+    request.on_call_response(&host, 101, delivered);
+    assert_eq!(
+        *host.hostcalls.borrow(),
+        [
+            "grpc_response",
+            "now",
+            "record_metric",
+            "increment_metric",
+            "resume_request"
+        ]
+    );
 }
