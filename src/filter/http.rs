@@ -300,7 +300,11 @@ impl AuthzRequest {
                 *body = seen;
                 Action::Pause
             }
-            State::Calling { .. } => Action::Pause,
+            // A later provider may read the body: keep what arrived while this check is out.
+            State::Calling { checks, .. } => {
+                checks.body = seen;
+                Action::Pause
+            }
             State::Buffering { checks } => {
                 let mut checks = checks.clone();
                 checks.body = seen;
@@ -566,7 +570,7 @@ impl AuthzRequest {
         body: Option<&RequestBody>,
     ) -> HostResult<Next> {
         let dispatched = match &provider.service {
-            Service::Http(http) => self.check_http(host, provider, http, &checks, body)?,
+            Service::Http(http) => self.check_http(host, provider, http, body)?,
             Service::Grpc(grpc) => self.check_grpc(host, provider, grpc, &checks, body)?,
         };
         match dispatched {
@@ -612,10 +616,8 @@ impl AuthzRequest {
         host: &dyn Host,
         provider: &Provider,
         http: &HttpService,
-        checks: &Checks,
         body: Option<&RequestBody>,
     ) -> HostResult<Dispatch> {
-        let _ = checks;
         let source = RequestSource {
             headers: &self.attributes.headers,
             host,

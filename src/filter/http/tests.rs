@@ -1204,3 +1204,32 @@ fn a_grpc_check_makes_the_fewest_hostcalls() {
         ]
     );
 }
+
+#[test]
+fn a_body_that_arrives_during_the_first_check_goes_to_a_later_provider_that_reads_it() {
+    let config = r#"{
+      "extensionProviders": [
+        {"name": "http", "envoyExtAuthzHttp": {"service": "authz", "port": 8000}},
+        {"name": "grpc", "envoyExtAuthzGrpc": {"service": "ext-authz", "port": 9000,
+           "includeRequestBodyInCheck": {"maxRequestBytes": 64}}}],
+      "policies": [
+        {"action": "CUSTOM", "provider": {"name": "http"}, "rules": [{}]},
+        {"action": "CUSTOM", "provider": {"name": "grpc"}, "rules": [{}]}]
+    }"#;
+    let host = FakeHost::new()
+        .with_request("POST", "/upload", "h")
+        .with_body(b"hello");
+    let mut request = request_with(config, &host);
+    assert_eq!(request.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(
+        host.dispatched.borrow().len(),
+        1,
+        "the HTTP check needs no body"
+    );
+    assert_eq!(request.on_request_body(&host, 5, true), Action::Pause);
+    host.answering(200, &[], "");
+    answer(&mut request, &host, 101);
+    let call = host.grpc_calls.borrow()[0].clone();
+    assert_eq!(sent_http(&call).body, "hello");
+    assert_eq!(sent_http(&call).size, 5);
+}
