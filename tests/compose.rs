@@ -3,7 +3,9 @@
 //! that config expects them; the mounted Envoy config (`envoy/compose.yaml`) passes
 //! `envoy --mode validate` with the filter loaded; and the same file, with the container names and
 //! ports replaced by loopback addresses as text, replays the ASM tutorial's three requests in a
-//! real Envoy in front of the sample ext-authz service and the httpbin-like echo upstream.
+//! real Envoy in front of the sample ext-authz service and the httpbin-like echo upstream, and the
+//! deny / allow pair of the gRPC provider against the test bed's gRPC server (Istio's sample's
+//! answers).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,6 +16,7 @@ use std::process::Command;
 
 use serde_yaml::Value;
 use testbed::envoy::{repo_root, validate, wasm_path, Envoy};
+use testbed::grpc::{GrpcAuthz, OVERRIDE_VALUE};
 use testbed::http::Call;
 use testbed::services::{self, DENY_BODY, RESULT_HEADER};
 
@@ -28,6 +31,7 @@ const WASM_TARGET: &str = "/etc/envoy/inline_authz.wasm";
 const ADMIN_ADDRESS: &str = "{address: 0.0.0.0, port_value: 9901}";
 const LISTENER_ADDRESS: &str = "{address: 0.0.0.0, port_value: 10000}";
 const EXT_AUTHZ_ADDRESS: &str = "{address: ext-authz, port_value: 8000}";
+const EXT_AUTHZ_GRPC_ADDRESS: &str = "{address: ext-authz, port_value: 9000}";
 const HTTPBIN_ADDRESS: &str = "{address: httpbin, port_value: 80}";
 const LISTENER: &str = "ingress";
 
@@ -173,11 +177,12 @@ fn envoy_service_mounts_the_envoy_config_and_the_built_wasm() {
         ADMIN_ADDRESS,
         LISTENER_ADDRESS,
         EXT_AUTHZ_ADDRESS,
+        EXT_AUTHZ_GRPC_ADDRESS,
         HTTPBIN_ADDRESS,
     ] {
         assert_eq!(config.matches(address).count(), 1, "{address}");
     }
-    assert_eq!(strings(&services["ext-authz"]["expose"]), ["8000"]);
+    assert_eq!(strings(&services["ext-authz"]["expose"]), ["8000", "9000"]);
     assert_eq!(strings(&services["httpbin"]["expose"]), ["80"]);
 }
 
@@ -192,6 +197,7 @@ fn envoy_validates_the_mounted_config_with_the_filter_loaded() {
 fn the_tutorial_runs_on_the_same_config_over_loopback() {
     let (authz, checks) = services::start_ext_authz().unwrap();
     let (upstream, forwarded) = services::start_echo().unwrap();
+    let grpc = GrpcAuthz::start().unwrap();
     let mut config = config_for_this_host();
     for (from, to) in [
         (
@@ -205,6 +211,10 @@ fn the_tutorial_runs_on_the_same_config_over_loopback() {
         (
             EXT_AUTHZ_ADDRESS,
             format!("{{address: 127.0.0.1, port_value: {}}}", authz.port()),
+        ),
+        (
+            EXT_AUTHZ_GRPC_ADDRESS,
+            format!("{{address: 127.0.0.1, port_value: {}}}", grpc.grpc_port()),
         ),
         (
             HTTPBIN_ADDRESS,
@@ -248,4 +258,35 @@ fn the_tutorial_runs_on_the_same_config_over_loopback() {
     assert_eq!(headers["X-Ext-Authz-Check-Result"], "allowed", "{headers}");
     assert_eq!(checks.with("test=3").len(), 1);
     assert_eq!(forwarded.with("test=3").len(), 1);
+    assert!(
+        grpc.all().is_empty(),
+        "/ip and /headers are not checked over gRPC"
+    );
+
+    // The gRPC provider, on /anything: the same decision, from the answer's denied_response.
+    let response = Call::get("/anything?test=4")
+        .header("x-ext-authz", "deny")
+        .send(port)
+        .unwrap();
+    assert_eq!(response.status, 403, "{}", response.text());
+    assert_eq!(response.get(RESULT_HEADER), Some("denied"));
+    assert_eq!(response.text(), DENY_BODY);
+    assert_eq!(grpc.received("test=4").len(), 1);
+    assert!(checks.with("test=4").is_empty(), "not checked over HTTP");
+    assert!(forwarded.with("test=4").is_empty());
+
+    // ... and its ok_response headers reach httpbin on allow.
+    let response = Call::get("/anything?test=5")
+        .header("x-ext-authz", "allow")
+        .send(port)
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let headers = &response.json()["headers"];
+    assert_eq!(headers["X-Ext-Authz-Check-Result"], "allowed", "{headers}");
+    assert_eq!(
+        headers["X-Ext-Authz-Additional-Header-Override"], OVERRIDE_VALUE,
+        "{headers}"
+    );
+    assert_eq!(grpc.received("test=5").len(), 1);
+    assert_eq!(forwarded.with("test=5").len(), 1);
 }

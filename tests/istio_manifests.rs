@@ -3,8 +3,9 @@
 //! parser, and each plugin is deployed the way an authentication plugin must be (phase AUTHN,
 //! FAIL_CLOSE, a pinned module, Istio's cluster names). The `in_envoy_*` tests run the manifests'
 //! `pluginConfig`s unchanged in a real Envoy (as Istio does: no `allow_on_headers_stop_iteration`,
-//! the callout through `outbound|8000||ext-authz.default.svc.cluster.local`) and check the expected
-//! results table of `examples/istio/README.md`.
+//! the callout through `outbound|8000||ext-authz.default.svc.cluster.local`, or over gRPC through
+//! `outbound|9000||ext-authz.default.svc.cluster.local`) and check the expected results table of
+//! `examples/istio/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,18 +14,21 @@ use std::process::{Command, Output};
 use std::sync::LazyLock;
 
 use inline_authz::config::Config;
+use inline_authz::ext_authz::Service;
 use inline_authz::jwt::KeySource;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use serde_yaml::Value as Yaml;
 use testbed::compare::{observe, Observed};
 use testbed::envoy::repo_root;
+use testbed::grpc::OVERRIDE_VALUE;
 use testbed::http::Call;
-use testbed::scenario::{Bed, Listener};
+use testbed::scenario::{Bed, Listener, GRPC_AUTHORITY, GRPC_CLUSTER};
 use testbed::services::DENY_BODY;
 
-const EXPECTED: [&str; 7] = [
+const EXPECTED: [&str; 8] = [
     "combined.yaml",
+    "custom-authz-grpc.yaml",
     "custom-authz-tutorial-file.yaml",
     "custom-authz-tutorial.yaml",
     "jwks-remote.yaml",
@@ -215,6 +219,13 @@ fn callout_clusters_follow_istio_naming() {
             "{file}"
         );
     }
+    let config = parse(&plugin_in("custom-authz-grpc.yaml")["spec"]["pluginConfig"]).unwrap();
+    let provider = config.custom_provider().unwrap();
+    assert_eq!(provider.cluster, GRPC_CLUSTER);
+    let Service::Grpc(grpc) = &provider.service else {
+        panic!("custom-authz-grpc.yaml: the CUSTOM provider is not a gRPC one");
+    };
+    assert_eq!(grpc.authority, GRPC_AUTHORITY, "Istio's :authority");
 }
 
 #[test]
@@ -307,8 +318,9 @@ fn an_unknown_policy_field_is_refused_by_the_schema_check() {
 
 /// The manifests that need no cluster but the authorization service's, one listener each, named
 /// after the file.
-const IN_ENVOY: [&str; 5] = [
+const IN_ENVOY: [&str; 6] = [
     "custom-authz-tutorial.yaml",
+    "custom-authz-grpc.yaml",
     "jwt-ingress-authn.yaml",
     "jwt-ingress-require-jwt.yaml",
     "jwt-ingress-require-principal.yaml",
@@ -412,6 +424,41 @@ fn in_envoy_the_tutorial_manifest_answers_as_the_tutorial() {
     assert_eq!(
         upstream_header(&allowed, "x-ext-authz-check-result").as_deref(),
         Some("allowed")
+    );
+}
+
+#[test]
+fn in_envoy_the_grpc_manifest_answers_as_the_tutorial() {
+    let file = "custom-authz-grpc.yaml";
+    let ip = send(file, request("/ip", None, &[]));
+    assert_eq!(ip.status, 200);
+    assert!(
+        ip.grpc.is_empty() && ip.authz.is_empty(),
+        "/ip is not checked"
+    );
+
+    let denied = send(file, request("/headers", None, &[("x-ext-authz", "deny")]));
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.header("x-ext-authz-check-result"), Some("denied"));
+    assert_eq!(denied.body, DENY_BODY);
+    assert_eq!(denied.grpc.len(), 1, "one CheckRequest");
+    assert!(denied.authz.is_empty(), "nothing over HTTP");
+    assert!(denied.upstream.is_none());
+
+    let allowed = send(file, request("/headers", None, &[("x-ext-authz", "allow")]));
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.grpc.len(), 1);
+    assert_eq!(
+        allowed.grpc[0]["attributes"]["request"]["http"]["headers"]["x-ext-authz"], "allow",
+        "every request header goes to the service"
+    );
+    assert_eq!(
+        upstream_header(&allowed, "x-ext-authz-check-result").as_deref(),
+        Some("allowed")
+    );
+    assert_eq!(
+        upstream_header(&allowed, "x-ext-authz-additional-header-override").as_deref(),
+        Some(OVERRIDE_VALUE)
     );
 }
 

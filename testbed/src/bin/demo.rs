@@ -1,12 +1,14 @@
 //! The demo: the filter in a real Envoy with the sample authorization service and an echo
-//! upstream on loopback, replaying the ASM tutorial's three requests and two JWT cases.
-//! `--keep` leaves it running.
+//! upstream on loopback, replaying the ASM tutorial's three requests and two JWT cases, then the
+//! tutorial's deny / allow pair through a gRPC provider (the test bed's gRPC server, which answers
+//! like Istio's sample over gRPC). `--keep` leaves it running.
 
 use std::collections::HashMap;
 use std::fs;
 use std::process::ExitCode;
 
 use testbed::envoy::{render, repo_root, wasm_path, Envoy};
+use testbed::grpc::{GrpcAuthz, OVERRIDE_VALUE};
 use testbed::http::{Call, Response};
 use testbed::services;
 
@@ -44,6 +46,13 @@ fn main() -> ExitCode {
     let (authz_server, _authz) =
         services::start_ext_authz().expect("start the sample ext-authz service");
     let (echo_server, _echo) = services::start_echo().expect("start the echo upstream");
+    let grpc_authz = match GrpcAuthz::start() {
+        Ok(grpc) => grpc,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let template =
         fs::read_to_string(repo_root().join("envoy/demo.yaml")).expect("read envoy/demo.yaml");
     let vectors: serde_json::Value = serde_json::from_str(
@@ -62,6 +71,7 @@ fn main() -> ExitCode {
         ),
         ("WASM", wasm.display().to_string()),
         ("AUTHZ_PORT", authz_server.port().to_string()),
+        ("AUTHZ_GRPC_PORT", grpc_authz.grpc_port().to_string()),
         ("UPSTREAM_PORT", echo_server.port().to_string()),
         (
             "LISTENER_PORT",
@@ -81,7 +91,12 @@ fn main() -> ExitCode {
         }
     };
     let port = envoy.port("ingress");
-    println!("Envoy with inline-authz on 127.0.0.1:{port} (sample ext-authz on :{}, echo upstream on :{})\n", authz_server.port(), echo_server.port());
+    println!(
+        "Envoy with inline-authz on 127.0.0.1:{port} (sample ext-authz on :{}, gRPC ext-authz on :{}, echo upstream on :{})\n",
+        authz_server.port(),
+        grpc_authz.grpc_port(),
+        echo_server.port()
+    );
 
     let cases = [
         Case {
@@ -127,6 +142,31 @@ fn main() -> ExitCode {
                 .header("authorization", &format!("Bearer {token}")),
             check: |r| r.status == 200 && r.json()["headers"]["X-Jwt-Sub"] == "demo@asm.test.io",
         },
+        Case {
+            title: "Test 6: over gRPC (envoyExtAuthzGrpc), /anything with x-ext-authz: deny",
+            curl: "curl -i http://127.0.0.1:PORT/anything -H 'x-ext-authz: deny'",
+            call: Call::get("/anything")
+                .header("host", "httpbin.default:8000")
+                .header("x-ext-authz", "deny"),
+            check: |r| {
+                r.status == 403
+                    && r.get("x-ext-authz-check-result") == Some("denied")
+                    && r.text() == services::DENY_BODY
+            },
+        },
+        Case {
+            title: "Test 7: over gRPC, /anything with x-ext-authz: allow; the answer's headers reach the upstream",
+            curl: "curl http://127.0.0.1:PORT/anything -H 'x-ext-authz: allow'",
+            call: Call::get("/anything")
+                .header("host", "httpbin.default:8000")
+                .header("x-ext-authz", "allow"),
+            check: |r| {
+                let headers = &r.json()["headers"];
+                r.status == 200
+                    && headers["X-Ext-Authz-Check-Result"] == "allowed"
+                    && headers["X-Ext-Authz-Additional-Header-Override"] == OVERRIDE_VALUE
+            },
+        },
     ];
     let mut failed = 0;
     for case in &cases {
@@ -162,7 +202,7 @@ fn main() -> ExitCode {
         }
     }
     if failed == 0 {
-        println!("\nAll five results are as the tutorials expect.");
+        println!("\nAll seven results are as the tutorials expect.");
         ExitCode::SUCCESS
     } else {
         println!("\n{failed} result(s) differ from the tutorial.");
