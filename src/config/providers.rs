@@ -51,6 +51,21 @@ struct Common {
     body: Option<BodyOptions>,
 }
 
+impl Common {
+    /// The provider, with what is particular to its kind.
+    fn provider(self, name: &str, fail_open: bool, service: Service) -> Provider {
+        Provider {
+            name: name.to_string(),
+            cluster: self.cluster,
+            timeout: self.timeout,
+            fail_open,
+            status_on_error: self.status_on_error,
+            body: self.body,
+            service,
+        }
+    }
+}
+
 fn common(
     service: &str,
     port: &NumberOrString,
@@ -189,15 +204,7 @@ fn ext_authz_http(name: &str, raw: &RawExtAuthzHttp) -> Result<Provider, ConfigE
             Some(list) => Some(header_names("headersToDownstreamOnDeny", list)?),
         },
     };
-    Ok(Provider {
-        name: name.to_string(),
-        cluster: common.cluster,
-        timeout: common.timeout,
-        fail_open: raw.fail_open,
-        status_on_error: common.status_on_error,
-        body: common.body,
-        service: Service::Http(http),
-    })
+    Ok(common.provider(name, raw.fail_open, Service::Http(http)))
 }
 
 /// `envoyExtAuthzGrpc` (Envoy's `ext_authz` filter in gRPC mode, as Istio configures it: the
@@ -237,18 +244,11 @@ fn ext_authz_grpc(name: &str, raw: &RawExtAuthzGrpc) -> Result<Provider, ConfigE
             common.cluster.clone()
         }
     };
-    Ok(Provider {
-        name: name.to_string(),
-        cluster: common.cluster,
-        timeout: common.timeout,
-        fail_open: raw.fail_open,
-        status_on_error: common.status_on_error,
-        body: common.body,
-        service: Service::Grpc(GrpcService {
-            authority: common.host,
-            upstream,
-        }),
-    })
+    let service = Service::Grpc(GrpcService {
+        authority: common.host.clone(),
+        upstream,
+    });
+    Ok(common.provider(name, raw.fail_open, service))
 }
 
 /// A list of header names or patterns (`x-a`, `x-b-*`, `*`, `:path`), as Envoy's matchers.
