@@ -402,3 +402,57 @@ fn two_providers_are_asked_in_order_and_the_first_denial_ends_it() {
     assert!(only_grpc.authz.is_empty());
     assert_eq!(only_grpc.grpc.len(), 1);
 }
+
+/// What `tidy_check` leaves out of the comparison, checked on its own: the request's start time
+/// and the source address with its port, as the filter reads them from Envoy.
+#[test]
+fn the_check_request_carries_the_start_time_and_the_client_address() {
+    let mark = testbed::scenario::marker("time");
+    let before = std::time::SystemTime::now();
+    let response = Call::get(&format!("/anything?{mark}"))
+        .header("x-ext-authz", "allow")
+        .send(BED.port("closed"))
+        .unwrap();
+    assert_eq!(response.status, 200);
+    let checks = BED.grpc().received(&mark);
+    let attributes = &checks[0]["attributes"];
+    let time = attributes["request"]["time"].as_str().unwrap();
+    let seconds = chrono_free_seconds(time);
+    let now = before
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((seconds - now).abs() <= 5, "{time} is not now ({now})");
+    let source = &attributes["source"]["address"]["socket_address"];
+    assert_eq!(source["address"], "127.0.0.1");
+    assert!(source["port_value"].as_u64().unwrap() > 0);
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC timestamp (`2026-12-01T22:50:00.123Z`).
+fn chrono_free_seconds(text: &str) -> i64 {
+    let (date, time) = text.split_once('T').unwrap();
+    let mut d = date.split('-').map(|p| p.parse::<i64>().unwrap());
+    let (y, m, day) = (d.next().unwrap(), d.next().unwrap(), d.next().unwrap());
+    let mut t = time.trim_end_matches('Z').split(':');
+    let (h, min) = (
+        t.next().unwrap().parse::<i64>().unwrap(),
+        t.next().unwrap().parse::<i64>().unwrap(),
+    );
+    let s = t
+        .next()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse::<i64>()
+        .unwrap();
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + h * 3600 + min * 60 + s
+}
