@@ -110,30 +110,57 @@ fn list_into<'a>(out: &mut String, entries: impl Iterator<Item = (&'a str, &'sta
 /// Percent-encodes every byte that could break a field: outside printable ASCII, and `%`, `=`,
 /// `,`, `"`, `\` (a space is outside printable ASCII here: 0x20 is encoded).
 fn escape_into(out: &mut String, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &byte in value.as_bytes() {
         if (0x21..=0x7e).contains(&byte) && !b"%=,\"\\".contains(&byte) {
             out.push(char::from(byte));
         } else {
             out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+            out.push(hex_digit(byte >> 4).to_ascii_uppercase());
+            out.push(hex_digit(byte & 0x0f).to_ascii_uppercase());
         }
     }
 }
 
+/// The hex digit of `n` (0..=15), lowercase.
+fn hex_digit(n: u8) -> char {
+    char::from_digit(u32::from(n), 16).unwrap_or('0')
+}
+
 /// The body of a local reply under `localReplyBody: json`:
 /// `{"status":403,"reason":"policy:deny-admin","policy":"deny-admin"}`, `policy` only when a
-/// policy decided. The strings are written by serde_json (escaped).
+/// policy decided.
 pub fn json_body(status: u32, reason: &str, policy: Option<&str>) -> Vec<u8> {
-    let text = |s: &str| serde_json::Value::from(s).to_string();
-    let mut body = format!(r#"{{"status":{status},"reason":{}"#, text(reason));
+    let mut body = String::with_capacity(64);
+    body.push_str(r#"{"status":"#);
+    body.push_str(&status.to_string());
+    body.push_str(r#","reason":"#);
+    json_string_into(&mut body, reason);
     if let Some(policy) = policy {
         body.push_str(r#","policy":"#);
-        body.push_str(&text(policy));
+        json_string_into(&mut body, policy);
     }
     body.push('}');
     body.into_bytes()
+}
+
+/// A JSON string (RFC 8259): quotes, backslashes and control characters escaped. By hand rather
+/// than with serde_json's serializer, which the filter has no other use for (a smaller `.wasm`).
+fn json_string_into(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let byte = c as u8;
+                out.push_str("\\u00");
+                out.push(hex_digit(byte >> 4));
+                out.push(hex_digit(byte & 0x0f));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -225,8 +252,9 @@ mod tests {
             body,
             serde_json::json!({"status": 401, "reason": "jwt_authn:jwt_expired"})
         );
+        let name = "\"x\"\\ \u{1}\n\tü";
         let odd: serde_json::Value =
-            serde_json::from_slice(&json_body(403, "policy:\"x\"\n", Some("\"x\"\n"))).unwrap();
-        assert_eq!(odd["policy"], "\"x\"\n");
+            serde_json::from_slice(&json_body(403, "policy:x", Some(name))).unwrap();
+        assert_eq!(odd["policy"], name);
     }
 }
