@@ -84,6 +84,9 @@ pub trait Host {
     fn request_body(&self, max: usize) -> HostResult<Vec<u8>>;
     /// A property (`source.address` …); `None` when the host has none for this request.
     fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>>;
+    /// Sets a property of this request (`proxy_set_property`); Envoy keeps it as filter state
+    /// `wasm.<path>`, with the path's segments joined by NUL bytes.
+    fn set_property(&self, path: &[&str], value: &[u8]) -> HostResult<()>;
     /// Starts an HTTP callout to Envoy cluster `cluster`; returns the token id its answer will
     /// carry.
     fn dispatch_http_call(
@@ -150,6 +153,19 @@ mod proxy {
     use proxy_wasm::hostcalls;
     use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
+    // The SDK declares the same import returning its `Status` enum; a plain status number here
+    // takes any value the host returns.
+    #[allow(clashing_extern_declarations)]
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_set_property(
+            path_data: *const u8,
+            path_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+    }
+
     impl Host for ProxyWasm {
         fn request_headers(&self) -> HostResult<Vec<(String, Vec<u8>)>> {
             hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
@@ -174,6 +190,22 @@ mod proxy {
 
         fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
             hostcalls::get_property(path.to_vec()).map_err(|s| HostError::new("get_property", s))
+        }
+
+        fn set_property(&self, path: &[&str], value: &[u8]) -> HostResult<()> {
+            // The SDK's `set_property` panics on any status but `Ok` (Envoy answers `NotFound`
+            // without a stream, `BadArgument` for a read-only value): the import is called
+            // directly, so that a refusal is a value like every other hostcall's.
+            let path = path.join("\0");
+            // SAFETY: both pointers and lengths describe live byte slices for the whole call;
+            // the host only reads them.
+            let status = unsafe {
+                proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len())
+            };
+            match status {
+                0 => Ok(()),
+                other => Err(HostError::new("set_property", other)),
+            }
         }
 
         fn dispatch_http_call(
@@ -368,6 +400,8 @@ pub mod fake {
         pub request_headers: RefCell<Vec<(String, Vec<u8>)>>,
         pub body: RefCell<Vec<u8>>,
         pub properties: HashMap<String, Vec<u8>>,
+        /// Every `set_property`, in order: the path's segments joined by NUL, and the value.
+        pub properties_set: RefCell<Vec<(String, String)>>,
         pub dispatch_error: Option<String>,
         pub dispatched: RefCell<Vec<Dispatched>>,
         pub grpc_calls: RefCell<Vec<GrpcCall>>,
@@ -399,6 +433,7 @@ pub mod fake {
                 request_headers: RefCell::default(),
                 body: RefCell::default(),
                 properties: HashMap::new(),
+                properties_set: RefCell::default(),
                 dispatch_error: None,
                 dispatched: RefCell::default(),
                 grpc_calls: RefCell::default(),
@@ -493,6 +528,16 @@ pub mod fake {
             self.replies.borrow().last().cloned()
         }
 
+        /// The last audit record set (`wasm.inline_authz.decision`).
+        pub fn decision(&self) -> Option<String> {
+            self.properties_set
+                .borrow()
+                .iter()
+                .rev()
+                .find(|(path, _)| path == "inline_authz.decision")
+                .map(|(_, value)| value.clone())
+        }
+
         pub fn last_dispatch(&self) -> Option<Dispatched> {
             self.dispatched.borrow().last().cloned()
         }
@@ -547,6 +592,14 @@ pub mod fake {
         fn property(&self, path: &[&str]) -> HostResult<Option<Vec<u8>>> {
             self.note("property")?;
             Ok(self.properties.get(&path.join(".")).cloned())
+        }
+
+        fn set_property(&self, path: &[&str], value: &[u8]) -> HostResult<()> {
+            self.note("set_property")?;
+            self.properties_set
+                .borrow_mut()
+                .push((path.join("\0"), String::from_utf8_lossy(value).into_owned()));
+            Ok(())
         }
 
         fn dispatch_http_call(

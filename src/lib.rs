@@ -6,6 +6,7 @@
 
 pub mod config;
 pub(crate) mod expiring;
+pub mod explain;
 pub mod ext_authz;
 pub mod filter;
 pub mod headers;

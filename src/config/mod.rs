@@ -88,6 +88,31 @@ pub struct Config {
     pub decision_cache_size: usize,
     /// `signatureBackend`.
     pub signature_backend: SignatureBackendChoice,
+    /// `auditRecord`: each request's decision goes to Envoy filter state for access logs.
+    pub audit_record: bool,
+    /// `localReplyBody`.
+    pub local_reply_body: LocalReplyBody,
+}
+
+/// `localReplyBody`: how the filter writes the body of its local replies (what Envoy's
+/// `local_reply_config` does for Envoy's own replies, in one switch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LocalReplyBody {
+    /// Envoy's texts (`RBAC: access denied`, `Jwt is expired`, …), as Envoy's filters reply.
+    #[default]
+    Envoy,
+    /// `{"status": 403, "reason": "<code>", "policy": "<name>"}` with
+    /// `content-type: application/json`.
+    Json,
+}
+
+impl From<raw::RawLocalReplyBody> for LocalReplyBody {
+    fn from(raw: raw::RawLocalReplyBody) -> LocalReplyBody {
+        match raw {
+            raw::RawLocalReplyBody::Envoy => LocalReplyBody::Envoy,
+            raw::RawLocalReplyBody::Json => LocalReplyBody::Json,
+        }
+    }
 }
 
 /// `signatureBackend`: where RS*/ES* signatures are checked (Envoy's BoringSSL through the host,
@@ -210,6 +235,10 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         signature_backend: raw
             .signature_backend
             .map_or_else(SignatureBackendChoice::default, |OneOf(s)| s.into()),
+        audit_record: raw.audit_record,
+        local_reply_body: raw
+            .local_reply_body
+            .map_or_else(LocalReplyBody::default, |OneOf(b)| b.into()),
     })
 }
 

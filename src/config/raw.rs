@@ -42,6 +42,15 @@ pub struct RawConfig {
     /// `verify_signature`, else pure Rust), `host` (refuse to start without it) or `rust`.
     #[cfg_attr(feature = "schema", schemars(with = "Option<RawSignatureBackend>"))]
     pub signature_backend: Option<OneOf<RawSignatureBackend>>,
+    /// Writes the decision of every request to Envoy filter state `wasm.inline_authz.decision`,
+    /// for access logs (`%FILTER_STATE(wasm.inline_authz.decision:PLAIN)%`); opt-in: one more
+    /// hostcall per request.
+    #[serde(default)]
+    pub audit_record: bool,
+    /// The body of the filter's local replies: `envoy` (default: Envoy's texts) or `json`
+    /// (`{"status": 403, "reason": "...", "policy": "..."}`, `content-type: application/json`).
+    #[cfg_attr(feature = "schema", schemars(with = "Option<RawLocalReplyBody>"))]
+    pub local_reply_body: Option<OneOf<RawLocalReplyBody>>,
 }
 
 /// `RequestAuthentication.spec.jwtRules[]`, plus `jwksCluster` for plain Envoy.
@@ -388,6 +397,19 @@ pub enum RawSignatureBackend {
     Rust,
 }
 
+/// `localReplyBody`: how the filter's local replies are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "LocalReplyBody")
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RawLocalReplyBody {
+    Envoy,
+    Json,
+}
+
 /// A name of the closed set `T`, read by `T`'s serde variant names (the ones the schema lists:
 /// each field takes its schema from `Option<T>`). Any other name is refused in the words of
 /// `T::refusal`, not with serde's "unknown variant" message. A wrapper because
@@ -431,5 +453,11 @@ impl Refusal for RawPathNormalization {
 impl Refusal for RawSignatureBackend {
     fn refusal(name: &str) -> String {
         format!("unknown value {name:?} (auto, host, rust)")
+    }
+}
+
+impl Refusal for RawLocalReplyBody {
+    fn refusal(name: &str) -> String {
+        format!("unknown value {name:?} (envoy, json)")
     }
 }

@@ -428,6 +428,14 @@ fn closed_sets_refuse_other_names_in_the_filter_s_own_words() {
             "{\n  \"jwtRules\": [],\n  \"signatureBackend\": \"boringssl\"\n}",
             r#"signatureBackend: unknown value "boringssl" (auto, host, rust)"#,
         ),
+        (
+            r#"{"localReplyBody": "JSON"}"#,
+            r#"localReplyBody: unknown value "JSON" (envoy, json)"#,
+        ),
+        (
+            r#"{"auditRecord": "yes"}"#,
+            "auditRecord: invalid type: string \"yes\", expected a boolean",
+        ),
     ];
     for (json, want) in cases {
         assert_eq!(error_of(json), want, "for {json}");
@@ -480,6 +488,19 @@ fn closed_sets_accept_each_name_and_null_for_the_default() {
         SignatureBackendChoice::Auto
     );
     assert_eq!(backend("{}"), SignatureBackendChoice::Auto);
+
+    let body = |json: &str| Config::parse(json.as_bytes()).unwrap().local_reply_body;
+    assert_eq!(body(r#"{"localReplyBody": "json"}"#), LocalReplyBody::Json);
+    assert_eq!(
+        body(r#"{"localReplyBody": "envoy"}"#),
+        LocalReplyBody::Envoy
+    );
+    assert_eq!(body(r#"{"localReplyBody": null}"#), LocalReplyBody::Envoy);
+    assert_eq!(body("{}"), LocalReplyBody::Envoy);
+
+    let audit = |json: &str| Config::parse(json.as_bytes()).unwrap().audit_record;
+    assert!(audit(r#"{"auditRecord": true}"#));
+    assert!(!audit("{}"), "opt-in");
 
     let policies = Config::parse(
         br#"{"extensionProviders": [{"name": "p", "envoyExtAuthzHttp": {"service": "s", "port": 80}}],

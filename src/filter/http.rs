@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::SystemTime;
 
-use crate::config::Config;
+use crate::config::{Config, LocalReplyBody};
+use crate::explain::{json_body, Answer, Trail};
 use crate::ext_authz::grpc::{self, CallOutcome, Connection, Peer};
 use crate::ext_authz::{
     self, build_check_request, interpret, CallResponse, CheckResponse, GrpcService, HttpService,
@@ -207,6 +208,8 @@ pub struct AuthzRequest {
     attributes: RequestAttributes,
     /// Normalized path with the original query: what policies saw and the check request carries.
     request_path: String,
+    /// What the decision went through, for the audit record (kept only with `auditRecord`).
+    trail: Trail,
 }
 
 impl AuthzRequest {
@@ -219,6 +222,7 @@ impl AuthzRequest {
             state: State::NotStarted,
             attributes: RequestAttributes::default(),
             request_path: String::new(),
+            trail: Trail::default(),
         }
     }
 
@@ -367,11 +371,13 @@ impl AuthzRequest {
 
     /// The one way a request ends: forwarded (continued, or resumed when it was paused) or
     /// answered with one local reply, counted by reason and carrying `x-inline-authz-denied-by`
-    /// when `exposeDenialReason` is on.
+    /// when `exposeDenialReason` is on. With `auditRecord`, the decision is written to filter
+    /// state first, for forwarded requests too.
     fn end(&mut self, host: &dyn Host, next: Next, resume: Resume) -> Action {
         match next {
             Next::Wait => Action::Pause,
             Next::Forward(downstream) => {
+                self.audit(host, None);
                 self.state = State::Allowed { downstream };
                 if resume == Resume::No {
                     return Action::Continue;
@@ -389,20 +395,63 @@ impl AuthzRequest {
                 self.shared.body_watch.forget(self.context_id);
                 self.shared.metrics.increment(host, reply.denial.metric());
                 let reason = reply.denial.reason();
+                self.audit(host, Some(&reason));
+                let json = self.json_reply(&reply, &reason);
                 let mut headers: Vec<(&str, &str)> = reply
                     .headers
                     .iter()
                     .map(|(n, v)| (n.as_str(), v.as_str()))
                     .collect();
+                if json.is_some() {
+                    headers.push(("content-type", "application/json"));
+                }
                 if self.config.expose_denial_reason {
                     headers.push((DENIED_BY_HEADER, &reason));
                 }
-                if let Err(error) = host.send_response(reply.status, &headers, &reply.body) {
+                let body = json.as_deref().unwrap_or(&reply.body);
+                if let Err(error) = host.send_response(reply.status, &headers, body) {
                     log::error!("#{} {error}: local reply not sent", self.context_id);
                 }
                 Action::Pause
             }
         }
+    }
+
+    /// With `auditRecord`, writes the decision where access logs read it
+    /// (`%FILTER_STATE(wasm.inline_authz.decision:PLAIN)%`); `denied` is the reason code of a
+    /// local reply. Best effort, as metrics: a record that cannot be written changes nothing.
+    fn audit(&self, host: &dyn Host, denied: Option<&str>) {
+        if !self.config.audit_record {
+            return;
+        }
+        let principal = self.attributes.auth.as_ref().map(|a| a.principal.as_str());
+        let record = self.trail.record(denied, principal);
+        if let Err(error) = host.set_property(&[DECISION_PROPERTY], record.as_bytes()) {
+            log::warn!("#{} {error}: audit record not written", self.context_id);
+        }
+    }
+
+    /// The JSON body of a local reply under `localReplyBody: json`; `None` keeps the reply as it
+    /// is: Envoy's texts, the authorization service's own denial (its answer, not the filter's),
+    /// and gRPC requests (Envoy turns the reply into `grpc-status` and `grpc-message` itself).
+    fn json_reply(&self, reply: &LocalReply, reason: &str) -> Option<Vec<u8>> {
+        if self.config.local_reply_body != LocalReplyBody::Json
+            || reply.denial == Denial::ExtAuthz
+            || self.is_grpc()
+        {
+            return None;
+        }
+        let policy = match &reply.denial {
+            Denial::Policy(name) => Some(name.as_str()),
+            _ => None,
+        };
+        Some(json_body(reply.status, reason, policy))
+    }
+
+    /// A gRPC request (`content-type: application/grpc…`), as Envoy's `Grpc::Common::isGrpcRequestHeaders`.
+    fn is_grpc(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|t| t.starts_with("application/grpc"))
     }
 
     /// A hostcall failure on the request path ends the request closed (one log line naming it).
@@ -820,6 +869,23 @@ impl AuthzRequest {
         let metrics = &self.shared.metrics;
         let check = checks.list.get(checks.next).copied();
         let dry_run = check.is_some_and(|c| c.dry_run);
+        if self.config.audit_record {
+            let answer = match &outcome {
+                CheckResponse::Ok { .. } => Answer::Ok,
+                CheckResponse::Denied { .. } => Answer::Denied,
+                CheckResponse::Error(_) => Answer::Error,
+            };
+            self.trail
+                .providers
+                .push((provider.name.clone(), answer, dry_run));
+            if dry_run && answer != Answer::Ok {
+                let code = match answer {
+                    Answer::Denied => Denial::ExtAuthz.reason(),
+                    _ => Denial::ExtAuthzError.reason(),
+                };
+                self.trail.dry_run.push(code);
+            }
+        }
         if let Some(check) = check.filter(|c| !c.dry_run) {
             let outcome = match &outcome {
                 CheckResponse::Ok { .. } => CheckOutcome::Ok,
@@ -910,10 +976,13 @@ impl AuthzRequest {
         else {
             return Next::Reply(LocalReply::internal());
         };
+        if config.audit_record {
+            self.note_local(&local.enforced, &local.shadow);
+        }
         let metrics = &self.shared.metrics;
         match local.shadow {
             None => {}
-            Some(Verdict::Allowed) => metrics.increment(host, Metric::RbacShadowAllowed),
+            Some(Verdict::Allowed { .. }) => metrics.increment(host, Metric::RbacShadowAllowed),
             Some(Verdict::Denied { policy }) => {
                 log::info!("#{} dry run: policy {policy:?} would deny", self.context_id);
                 metrics.increment(host, Metric::RbacShadowDenied);
@@ -926,7 +995,7 @@ impl AuthzRequest {
         }
         match local.enforced {
             None => {}
-            Some(Verdict::Allowed) => metrics.increment(host, Metric::RbacAllowed),
+            Some(Verdict::Allowed { .. }) => metrics.increment(host, Metric::RbacAllowed),
             Some(Verdict::Denied { policy }) => {
                 log::info!(
                     "#{} denied by policy {policy:?}: DENY rule matched",
@@ -952,6 +1021,25 @@ impl AuthzRequest {
             }
             // No token at all: ask for one (RFC 6750), as the ingress tutorial shows.
             Some(Refusal::TokenRequired) => self.jwt_reply(JwtStatus::JwtMissed),
+        }
+    }
+
+    /// Keeps for the audit record the ALLOW policy that matched and what the dry-run set would
+    /// deny for.
+    fn note_local(&mut self, enforced: &Option<Verdict>, shadow: &Option<Verdict>) {
+        if let Some(Verdict::Allowed {
+            policy: Some(policy),
+        }) = enforced
+        {
+            self.trail.allowed_by = Some(policy.to_string());
+        }
+        match shadow {
+            Some(Verdict::Denied { policy }) => self
+                .trail
+                .dry_run
+                .push(Denial::Policy(policy.to_string()).reason()),
+            Some(Verdict::NoAllowMatch) => self.trail.dry_run.push(Denial::NoAllowMatch.reason()),
+            _ => {}
         }
     }
 
@@ -1024,6 +1112,8 @@ impl AuthzRequest {
                 "#{} denied: invalid request (escaped NUL in the path, or more than one host)",
                 self.context_id
             );
+            // Kept for the reply: a gRPC request still gets its gRPC local reply.
+            self.attributes.headers = headers;
             return Ok(Next::Reply(LocalReply::new(
                 Denial::InvalidRequest,
                 400,
@@ -1090,6 +1180,10 @@ impl AuthzRequest {
         Ok(Next::Forward(Vec::new()))
     }
 }
+
+/// The property the audit record is set under: Envoy keeps it as filter state
+/// `wasm.inline_authz.decision`. One segment: a path of two would be joined with a NUL byte.
+pub const DECISION_PROPERTY: &str = "inline_authz.decision";
 
 /// The header naming why a local reply was sent (`exposeDenialReason`).
 pub const DENIED_BY_HEADER: &str = "x-inline-authz-denied-by";

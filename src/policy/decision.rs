@@ -27,8 +27,12 @@ pub struct Check {
 /// What DENY and ALLOW policies (enforced, or the dry-run set alone) decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict<'a> {
-    /// No DENY matched and ALLOW passed (one matched, or there are none).
-    Allowed,
+    /// No DENY matched and ALLOW passed: `policy` names the ALLOW policy that matched (the
+    /// first, in order), `None` when there are no ALLOW policies.
+    Allowed {
+        /// The matching ALLOW policy's `name`.
+        policy: Option<&'a str>,
+    },
     /// A DENY policy matched.
     Denied {
         /// The policy's `name`.
@@ -94,7 +98,7 @@ pub fn decide<'a>(
     }
     let enforced = verdict(&policies.deny, &policies.allow, request);
     let refusal = match enforced {
-        None | Some(Verdict::Allowed) => None,
+        None | Some(Verdict::Allowed { .. }) => None,
         Some(Verdict::Denied { policy }) => Some(Refusal::Policy(policy)),
         Some(Verdict::NoAllowMatch) if policies.challenge_tokenless && request.auth.is_none() => {
             Some(Refusal::TokenRequired)
@@ -143,11 +147,15 @@ fn verdict<'a>(
             policy: &policy.name,
         });
     }
-    if allow.is_empty() || allow.iter().any(|p| p.matches(request)) {
-        Some(Verdict::Allowed)
-    } else {
-        Some(Verdict::NoAllowMatch)
+    if allow.is_empty() {
+        return Some(Verdict::Allowed { policy: None });
     }
+    Some(match allow.iter().find(|p| p.matches(request)) {
+        Some(policy) => Verdict::Allowed {
+            policy: Some(&policy.name),
+        },
+        None => Verdict::NoAllowMatch,
+    })
 }
 
 #[cfg(test)]
@@ -254,12 +262,24 @@ mod tests {
             (
                 "an ALLOW policy matches without a token",
                 get("/public"),
-                local(Some(Verdict::Allowed), None, None),
+                local(
+                    Some(Verdict::Allowed {
+                        policy: Some("public"),
+                    }),
+                    None,
+                    None,
+                ),
             ),
             (
                 "a valid token matches the ALLOW policy",
                 authenticated("/private"),
-                local(Some(Verdict::Allowed), None, None),
+                local(
+                    Some(Verdict::Allowed {
+                        policy: Some("require-jwt"),
+                    }),
+                    None,
+                    None,
+                ),
             ),
             (
                 "DENY wins over ALLOW without a token too",
@@ -395,7 +415,13 @@ mod tests {
         );
         assert_eq!(
             decide(&policies, &get("/y"), Stage::Authenticated),
-            local(None, Some(Verdict::Allowed), None)
+            local(
+                None,
+                Some(Verdict::Allowed {
+                    policy: Some("would-allow")
+                }),
+                None
+            )
         );
         assert_eq!(
             decide(&policies, &get("/z"), Stage::Authenticated),

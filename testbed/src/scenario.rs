@@ -21,6 +21,8 @@ pub enum Listener {
         name: String,
         config: String,
         hold_headers: bool,
+        /// Writes Envoy's file access log [`ACCESS_LOG_FORMAT`] to [`access_log_path`]`(name)`.
+        access_log: bool,
     },
     /// Native `ext_authz` with this typed_config (JSON), enabled on one path / prefix only.
     Native {
@@ -41,7 +43,18 @@ impl Listener {
             name: name.into(),
             config: config.into(),
             hold_headers: true,
+            access_log: false,
         }
+    }
+
+    /// This listener with Envoy's file access log ([`ACCESS_LOG_FORMAT`]) written to
+    /// [`access_log_path`]`(name)`; read it with [`Bed::access_log`]. Only the filter's
+    /// listeners have one.
+    pub fn with_access_log(mut self) -> Listener {
+        if let Listener::Wasm { access_log, .. } = &mut self {
+            *access_log = true;
+        }
+        self
     }
 
     /// As `wasm`, in an Envoy wasm filter without `allow_on_headers_stop_iteration` (Istio today).
@@ -50,6 +63,7 @@ impl Listener {
             name: name.into(),
             config: config.into(),
             hold_headers: false,
+            access_log: false,
         }
     }
 
@@ -105,6 +119,37 @@ impl Listener {
         };
         GRPC_MARKERS.iter().any(|m| text.contains(m))
     }
+}
+
+/// The access-log line of a listener `with_access_log`: the response code and the filter's
+/// audit record (docs/operating.md, "The audit record").
+pub const ACCESS_LOG_FORMAT: &str =
+    "%RESPONSE_CODE% %FILTER_STATE(wasm.inline_authz.decision:PLAIN)%\n";
+
+/// Where the access log of listener `name` goes (one file per test process and listener).
+pub fn access_log_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "inline-authz-access-{}-{name}.log",
+        std::process::id()
+    ))
+}
+
+/// The HTTP connection manager's `access_log` list (JSON, which YAML reads as a flow value).
+fn access_log_config(name: &str, on: bool) -> String {
+    if !on {
+        return "[]".into();
+    }
+    // A file left by an earlier Envoy of this process would hold its lines.
+    let _ = fs::remove_file(access_log_path(name));
+    json!([{
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": access_log_path(name).display().to_string(),
+            "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}},
+        },
+    }])
+    .to_string()
 }
 
 /// Text that marks a listener configuration as calling the gRPC authorization service.
@@ -237,9 +282,11 @@ pub fn render_config(
                 name,
                 config,
                 hold_headers,
+                access_log,
             } => {
                 vars.insert("NAME", name.clone());
                 vars.insert("HOLD_HEADERS", hold_headers.to_string());
+                vars.insert("ACCESS_LOG", access_log_config(name, *access_log));
                 vars.insert("PLUGIN_CONFIG", yaml_quote(config));
                 vars.insert("WASM", wasm.clone());
                 render(&template("listener-wasm.yaml"), &vars)?
@@ -360,7 +407,23 @@ impl Bed {
         let config = edit(
             render_config(listeners, ports, envoy_normalize).unwrap_or_else(|e| panic!("{e}")),
         );
-        let envoy = Envoy::start_with_workers(&config, workers).unwrap_or_else(|e| panic!("{e}"));
+        // Access logs are flushed every 100 ms, not Envoy's default 10 s: tests read them.
+        let logged = listeners.iter().any(|l| {
+            matches!(
+                l,
+                Listener::Wasm {
+                    access_log: true,
+                    ..
+                }
+            )
+        });
+        let flush: &[&str] = if logged {
+            &["--file-flush-interval-msec", "100"]
+        } else {
+            &[]
+        };
+        let envoy =
+            Envoy::start_with_args(&config, workers, flush).unwrap_or_else(|e| panic!("{e}"));
         Bed {
             envoy,
             authz,
@@ -373,6 +436,15 @@ impl Bed {
 
     pub fn port(&self, listener: &str) -> u16 {
         self.envoy.port(listener)
+    }
+
+    /// The lines of listener `name`'s access log so far (see [`Listener::with_access_log`]).
+    pub fn access_log(&self, name: &str) -> Vec<String> {
+        fs::read_to_string(access_log_path(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The gRPC ext_authz server; panics when no listener of this bed uses it.

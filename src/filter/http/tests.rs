@@ -1233,3 +1233,268 @@ fn a_body_that_arrives_during_the_first_check_goes_to_a_later_provider_that_read
     assert_eq!(sent_http(&call).body, "hello");
     assert_eq!(sent_http(&call).size, 5);
 }
+
+/// `TUTORIAL` with these top-level fields added (`"auditRecord": true, …`).
+fn tutorial_with(fields: &str) -> String {
+    TUTORIAL.replacen('{', &format!("{{{fields}, "), 1)
+}
+
+#[test]
+fn the_audit_record_is_opt_in_and_costs_one_hostcall_where_the_request_ends() {
+    let host = FakeHost::new().with_request("GET", "/ip", "httpbin");
+    request_with(TUTORIAL, &host).on_request_headers(&host, true);
+    assert!(host.properties_set.borrow().is_empty(), "off unless asked");
+
+    let config = tutorial_with(r#""auditRecord": true"#);
+    let host = FakeHost::new().with_request("GET", "/ip", "httpbin");
+    let mut request = request_with(&config, &host);
+    assert_eq!(request.on_request_headers(&host, true), Action::Continue);
+    assert_eq!(
+        *host.properties_set.borrow(),
+        [(
+            "inline_authz.decision".to_string(),
+            "outcome=allowed".to_string()
+        )],
+        "one segment: Envoy keeps it as filter state wasm.inline_authz.decision"
+    );
+    assert_eq!(
+        *host.hostcalls.borrow(),
+        ["request_headers", "set_property"]
+    );
+
+    // A cached token: the four hostcalls of `common_requests_make_the_fewest_hostcalls`, plus one.
+    let token = vectors()["valid"]["RS256"].as_str().unwrap().to_string();
+    let config = jwt_config("[]", &inline_jwks()).replacen('{', r#"{"auditRecord": true, "#, 1);
+    let config = Rc::new(Config::parse(config.as_bytes()).unwrap());
+    let with_token = || {
+        FakeHost::new()
+            .with_request("GET", "/", "h")
+            .with_request_header("authorization", &format!("Bearer {token}"))
+    };
+    let first = with_token();
+    let shared = shared_for(&config, &first);
+    AuthzRequest::new(Rc::clone(&config), Rc::clone(&shared), 1).on_request_headers(&first, true);
+    let again = with_token();
+    AuthzRequest::new(Rc::clone(&config), shared, 2).on_request_headers(&again, true);
+    assert_eq!(
+        *again.hostcalls.borrow(),
+        [
+            "request_headers",
+            "now",
+            "increment_metric",
+            "set_request_header",
+            "set_property"
+        ]
+    );
+    assert_eq!(
+        again.decision().as_deref(),
+        Some("outcome=allowed principal=testing@asm.test.io/demo@asm.test.io")
+    );
+
+    // A CUSTOM check: the record is written once, with the answer, before the request resumes.
+    let config = tutorial_with(r#""auditRecord": true"#);
+    let host = FakeHost::new().with_request("GET", "/headers", "httpbin");
+    let mut request = request_with(&config, &host);
+    request.on_request_headers(&host, true);
+    assert!(host.properties_set.borrow().is_empty(), "not decided yet");
+    host.hostcalls.borrow_mut().clear();
+    host.answering(200, &[], "");
+    answer(&mut request, &host, 101);
+    assert_eq!(
+        *host.hostcalls.borrow(),
+        [
+            "now",
+            "record_metric",
+            "increment_metric",
+            "set_property",
+            "resume_request"
+        ]
+    );
+    assert_eq!(
+        host.decision().as_deref(),
+        Some("outcome=allowed providers=sample-ext-authz:ok")
+    );
+}
+
+#[test]
+fn the_audit_record_names_the_deciding_policy_reason_principal_and_providers() {
+    let record = |config: &str, host: FakeHost| {
+        let config = config.replacen('{', r#"{"auditRecord": true, "#, 1);
+        request_with(&config, &host).on_request_headers(&host, true);
+        host.decision().unwrap()
+    };
+    let deny = r#"{"policies": [{"name": "deny-admin", "action": "DENY",
+        "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}]}"#;
+    assert_eq!(
+        record(deny, FakeHost::new().with_request("GET", "/admin", "h")),
+        "outcome=denied reason=policy:deny-admin"
+    );
+    assert_eq!(
+        record(deny, FakeHost::new().with_request("GET", "/ip", "h")),
+        "outcome=allowed"
+    );
+
+    let token = vectors()["valid"]["RS256"].as_str().unwrap().to_string();
+    let require_jwt = jwt_config(
+        r#"[{"name": "require-jwt", "action": "ALLOW", "rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}]}]}]"#,
+        &inline_jwks(),
+    );
+    assert_eq!(
+        record(
+            &require_jwt,
+            FakeHost::new()
+                .with_request("GET", "/", "h")
+                .with_request_header("authorization", &format!("Bearer {token}"))
+        ),
+        "outcome=allowed reason=policy:require-jwt principal=testing@asm.test.io/demo@asm.test.io"
+    );
+    assert_eq!(
+        record(&require_jwt, FakeHost::new().with_request("GET", "/", "h")),
+        "outcome=denied reason=jwt_authn:jwt_missed"
+    );
+    let expired = vectors()["cases"]["expired"].as_str().unwrap().to_string();
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_request_header("authorization", &format!("Bearer {expired}"));
+    let written = record(&require_jwt, host);
+    assert_eq!(written, "outcome=denied reason=jwt_authn:jwt_expired");
+    assert!(!written.contains(&expired[..20]), "never the token");
+
+    let dry = r#"{"policies": [{"name": "no-admin", "action": "DENY", "dryRun": true,
+        "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}]}"#;
+    assert_eq!(
+        record(dry, FakeHost::new().with_request("GET", "/admin", "h")),
+        "outcome=would-deny dry_run=policy:no-admin"
+    );
+}
+
+#[test]
+fn the_audit_record_names_each_provider_asked_and_its_answer() {
+    let config = tutorial_with(r#""auditRecord": true"#);
+    let host = FakeHost::new().with_request("GET", "/headers", "httpbin");
+    let mut request = request_with(&config, &host);
+    request.on_request_headers(&host, true);
+    host.answering(403, &[], "denied");
+    answer(&mut request, &host, 101);
+    assert_eq!(
+        host.decision().as_deref(),
+        Some("outcome=denied reason=ext_authz:denied providers=sample-ext-authz:denied")
+    );
+
+    let failing = tutorial_with(r#""auditRecord": true"#);
+    let host = FakeHost::new()
+        .with_request("GET", "/headers", "httpbin")
+        .with_dispatch_error("BadArgument");
+    request_with(&failing, &host).on_request_headers(&host, true);
+    assert_eq!(
+        host.decision().as_deref(),
+        Some("outcome=denied reason=ext_authz:error providers=sample-ext-authz:error")
+    );
+
+    let dry = r#"{"auditRecord": true, "extensionProviders": [{"name": "p", "envoyExtAuthzHttp": {"service": "authz", "port": 80}}],
+        "policies": [{"action": "CUSTOM", "dryRun": true, "provider": {"name": "p"}, "rules": [{}]}]}"#;
+    let host = FakeHost::new().with_request("GET", "/", "h");
+    let mut request = request_with(dry, &host);
+    request.on_request_headers(&host, true);
+    host.answering(403, &[], "no");
+    answer(&mut request, &host, 101);
+    assert_eq!(host.resumed.get(), 1);
+    assert_eq!(
+        host.decision().as_deref(),
+        Some("outcome=would-deny dry_run=ext_authz:denied providers=p:shadow_denied")
+    );
+}
+
+#[test]
+fn an_audit_record_that_cannot_be_written_changes_no_decision() {
+    let config = tutorial_with(r#""auditRecord": true"#);
+    let host = FakeHost::new()
+        .with_request("GET", "/ip", "httpbin")
+        .failing("set_property");
+    assert_eq!(
+        request_with(&config, &host).on_request_headers(&host, true),
+        Action::Continue
+    );
+    assert!(host.replies.borrow().is_empty());
+}
+
+#[test]
+fn json_reply_bodies_name_status_reason_and_policy() {
+    let json = |reply: &crate::host::fake::Reply| -> serde_json::Value {
+        assert!(
+            reply
+                .headers
+                .contains(&("content-type".into(), "application/json".into())),
+            "{:?}",
+            reply.headers
+        );
+        serde_json::from_str(&reply.body).unwrap()
+    };
+    let deny = r#"{"localReplyBody": "json", "policies": [{"name": "deny-admin", "action": "DENY",
+        "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}]}"#;
+    let host = FakeHost::new().with_request("GET", "/admin", "h");
+    request_with(deny, &host).on_request_headers(&host, true);
+    let reply = host.last_reply().unwrap();
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        json(&reply),
+        serde_json::json!({"status": 403, "reason": "policy:deny-admin", "policy": "deny-admin"})
+    );
+
+    let jwt = jwt_config("[]", &inline_jwks()).replacen('{', r#"{"localReplyBody": "json", "#, 1);
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_request_header("authorization", "Bearer invalidToken");
+    request_with(&jwt, &host).on_request_headers(&host, true);
+    let reply = host.last_reply().unwrap();
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        json(&reply),
+        serde_json::json!({"status": 401, "reason": "jwt_authn:jwt_bad_format"})
+    );
+    assert!(reply.headers.iter().any(|(n, _)| n == "www-authenticate"));
+
+    let large = provider_with(
+        r#", "includeRequestBodyInCheck": {"maxRequestBytes": 4, "allowPartialMessage": false}"#,
+    )
+    .replacen('{', r#"{"localReplyBody": "json", "#, 1);
+    let host = FakeHost::new()
+        .with_request("POST", "/upload", "h")
+        .with_request_header("content-length", "11");
+    request_with(&large, &host).on_request_headers(&host, false);
+    let reply = host.last_reply().unwrap();
+    assert_eq!(
+        json(&reply),
+        serde_json::json!({"status": 413, "reason": "ext_authz:request_too_large"})
+    );
+}
+
+#[test]
+fn json_replies_keep_the_services_own_denial_and_grpc_replies_as_envoy_writes_them() {
+    let config = tutorial_with(r#""localReplyBody": "json""#);
+    let host = FakeHost::new().with_request("GET", "/headers", "httpbin");
+    let mut request = request_with(&config, &host);
+    request.on_request_headers(&host, true);
+    host.answering(403, &[("x-ext-authz-check-result", "denied")], "go away");
+    answer(&mut request, &host, 101);
+    let reply = host.last_reply().unwrap();
+    assert_eq!(
+        reply.body, "go away",
+        "the service's answer, not the filter's"
+    );
+    assert!(!reply.headers.iter().any(|(n, _)| n == "content-type"));
+
+    let deny = r#"{"localReplyBody": "json", "policies": [{"name": "deny-admin", "action": "DENY",
+        "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}]}"#;
+    let host = FakeHost::new()
+        .with_request("POST", "/admin", "h")
+        .with_request_header("content-type", "application/grpc+proto");
+    request_with(deny, &host).on_request_headers(&host, true);
+    let reply = host.last_reply().unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (403, RBAC_DENIED_BODY),
+        "Envoy turns it into grpc-status 7 and grpc-message"
+    );
+    assert!(reply.headers.is_empty());
+}
