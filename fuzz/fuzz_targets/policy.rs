@@ -100,7 +100,9 @@ fuzz_target!(|input: Input| {
         let Decision::Local(local) = decide(policies, &request, Stage::Checked) else {
             panic!("after the checks the decision is local");
         };
-        let decision = local.enforced.unwrap_or(Verdict::Allowed);
+        let decision = local.enforced.unwrap_or(Verdict::Allowed {
+            policy: Option::None,
+        });
 
         let p = request.path.as_str();
         if p.starts_with("/api/") && !p.starts_with("/api/public/") {
