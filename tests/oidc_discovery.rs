@@ -130,7 +130,8 @@ fn keys_are_discovered_and_tokens_verify() {
     // Another issuer's token and a key the JWKS does not have are refused; no token: the policy.
     assert_eq!(call(&BED, "main", Some(token(SLOW))).status, 401);
     assert_eq!(call(&BED, "main", Some(rotated(MAIN))).status, 401);
-    assert_eq!(call(&BED, "main", None).status, 403);
+    // No token: the ALLOW policy needs one, so 401 asking for one (DESIGN.md's reply table).
+    assert_eq!(call(&BED, "main", None).status, 401);
     // The discovery document and the keys were asked of their own hosts (the host-qualified
     // answers match only then), with GET and the issuer's path.
     let discovery: Vec<_> = BED
@@ -256,8 +257,14 @@ fn discovery_fails(issuer: &str, prepare: impl FnOnce(&JwksServer), words: &[&st
         "{issuer}: no log line with {words:?}\n{}",
         bed.envoy.log_tail(30)
     );
-    // Without a token, nothing to verify: the policy alone decides (403, not the fetch failure).
-    assert_eq!(call(&bed, "failing", None).status, 403, "{issuer}");
+    // Without a token, nothing to verify: the policy alone decides (401 asking for a token, not
+    // the fetch failure's body).
+    let tokenless = call(&bed, "failing", None);
+    assert_eq!(
+        (tokenless.status, tokenless.body.as_str()),
+        (401, "Jwt is missing"),
+        "{issuer}"
+    );
 }
 
 #[test]
