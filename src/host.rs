@@ -403,6 +403,8 @@ pub mod fake {
         /// Every `set_property`, in order: the path's segments joined by NUL, and the value.
         pub properties_set: RefCell<Vec<(String, String)>>,
         pub dispatch_error: Option<String>,
+        /// A cluster this Envoy does not have: a dispatch to it fails.
+        pub missing_cluster: Option<String>,
         pub dispatched: RefCell<Vec<Dispatched>>,
         pub grpc_calls: RefCell<Vec<GrpcCall>>,
         /// The message of the next gRPC answer.
@@ -435,6 +437,7 @@ pub mod fake {
                 properties: HashMap::new(),
                 properties_set: RefCell::default(),
                 dispatch_error: None,
+                missing_cluster: None,
                 dispatched: RefCell::default(),
                 grpc_calls: RefCell::default(),
                 grpc_answer: RefCell::default(),
@@ -612,6 +615,9 @@ pub mod fake {
             self.note("dispatch_http_call")?;
             if let Some(e) = &self.dispatch_error {
                 return Err(HostError::new("dispatch_http_call", e));
+            }
+            if self.missing_cluster.as_deref() == Some(cluster) {
+                return Err(HostError::new("dispatch_http_call", "BadArgument"));
             }
             let mut dispatched = self.dispatched.borrow_mut();
             let token = dispatched.len() as u32 + 1 + self.token_base;

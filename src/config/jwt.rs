@@ -119,9 +119,7 @@ impl TryFrom<&RawJwtRule> for JwtRule {
 fn key_source(r: &RawJwtRule) -> Result<KeySource, ConfigError> {
     match (&r.jwks, &r.jwks_uri) {
         (Some(_), Some(_)) => Err(ConfigError::here("set one of jwks or jwksUri, not both")),
-        (None, None) => Err(ConfigError::here(
-            "one of jwks or jwksUri is required (no OpenID discovery)",
-        )),
+        (None, None) => discovery(r),
         (Some(text), None) => {
             if r.jwks_cluster.is_some() {
                 return Err(ConfigError::new("jwksCluster", "only applies with jwksUri"));
@@ -131,18 +129,11 @@ fn key_source(r: &RawJwtRule) -> Result<KeySource, ConfigError> {
         }
         (None, Some(uri)) => {
             let url = Uri::parse(uri).map_err(|m| ConfigError::new("jwksUri", m))?;
-            let cluster = match &r.jwks_cluster {
-                Some(c) if c.trim().is_empty() => {
-                    return Err(ConfigError::new("jwksCluster", "must not be empty"))
-                }
-                Some(c) => c.clone(),
-                None => format!("outbound|{}||{}", url.port, url.host),
+            let cluster = match jwks_cluster(r)? {
+                Some(c) => c,
+                None => url.cluster(),
             };
-            let timeout = duration(r.timeout.as_deref(), DEFAULT_FETCH_TIMEOUT)
-                .map_err(|e| e.within("timeout"))?;
-            if timeout.is_zero() {
-                return Err(ConfigError::new("timeout", "must be greater than 0"));
-            }
+            let timeout = fetch_timeout(r)?;
             Ok(KeySource::Remote {
                 uri: uri.clone(),
                 cluster,
@@ -152,6 +143,58 @@ fn key_source(r: &RawJwtRule) -> Result<KeySource, ConfigError> {
             })
         }
     }
+}
+
+/// `jwksCluster`, when set (never empty).
+fn jwks_cluster(r: &RawJwtRule) -> Result<Option<String>, ConfigError> {
+    match &r.jwks_cluster {
+        Some(c) if c.trim().is_empty() => Err(ConfigError::new("jwksCluster", "must not be empty")),
+        other => Ok(other.clone()),
+    }
+}
+
+/// `timeout` of a fetch, greater than 0.
+fn fetch_timeout(r: &RawJwtRule) -> Result<Duration, ConfigError> {
+    let timeout =
+        duration(r.timeout.as_deref(), DEFAULT_FETCH_TIMEOUT).map_err(|e| e.within("timeout"))?;
+    if timeout.is_zero() {
+        return Err(ConfigError::new("timeout", "must be greater than 0"));
+    }
+    Ok(timeout)
+}
+
+/// Neither `jwks` nor `jwksUri`: OpenID discovery from an https `issuer` (as istiod does for such
+/// a rule), `<issuer>/.well-known/openid-configuration`.
+fn discovery(r: &RawJwtRule) -> Result<KeySource, ConfigError> {
+    const NEITHER: &str =
+        "one of jwks or jwksUri is required, or an https:// issuer for OpenID discovery";
+    let Ok(issuer) = Uri::parse(r.issuer.trim()) else {
+        return Err(ConfigError::here(NEITHER));
+    };
+    if issuer.scheme != "https" {
+        return Err(ConfigError::new(
+            "issuer",
+            "OpenID discovery needs an https:// issuer (keys are never fetched in the clear)",
+        ));
+    }
+    if issuer.path.contains(['?', '#']) {
+        return Err(ConfigError::new(
+            "issuer",
+            "an issuer for OpenID discovery has no query or fragment",
+        ));
+    }
+    let path = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.path.trim_end_matches('/')
+    );
+    Ok(KeySource::Discovery {
+        uri: format!("https://{}{path}", issuer.authority),
+        cluster: issuer.cluster(),
+        authority: issuer.authority.to_string(),
+        path,
+        timeout: fetch_timeout(r)?,
+        jwks_cluster: jwks_cluster(r)?,
+    })
 }
 
 /// `fromHeaders`, `fromParams`, `fromCookies`; Istio's defaults when none is given.

@@ -11,7 +11,7 @@ mod jwt;
 mod policies;
 mod providers;
 mod raw;
-mod uri;
+pub(crate) mod uri;
 
 use std::fmt;
 

@@ -518,3 +518,48 @@ fn closed_sets_accept_each_name_and_null_for_the_default() {
         (1, 1, 3)
     );
 }
+
+#[test]
+fn an_https_issuer_without_keys_is_found_by_openid_discovery() {
+    let config = Config::parse(
+        br#"{"jwtRules": [{"issuer": "https://accounts.example:8443/realms/x", "timeout": "2s"}]}"#,
+    )
+    .unwrap();
+    let crate::jwt::KeySource::Discovery {
+        uri,
+        cluster,
+        authority,
+        path,
+        timeout,
+        jwks_cluster,
+    } = &config.jwt.rules[0].keys
+    else {
+        panic!("discovery");
+    };
+    assert_eq!(
+        uri,
+        "https://accounts.example:8443/realms/x/.well-known/openid-configuration"
+    );
+    assert_eq!(cluster, "outbound|8443||accounts.example");
+    assert_eq!(authority, "accounts.example:8443");
+    assert_eq!(path, "/realms/x/.well-known/openid-configuration");
+    assert_eq!(*timeout, Duration::from_secs(2));
+    assert_eq!(*jwks_cluster, None);
+    for (json, want) in [
+        (
+            r#"{"jwtRules": [{"issuer": "http://issuer.example"}]}"#,
+            "jwtRules[0].issuer: OpenID discovery needs an https:// issuer",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "https://issuer.example/?x=1"}]}"#,
+            "jwtRules[0].issuer: an issuer for OpenID discovery has no query or fragment",
+        ),
+        (
+            r#"{"jwtRules": [{"issuer": "testing@asm.test.io"}]}"#,
+            "jwtRules[0]: one of jwks or jwksUri is required, or an https:// issuer",
+        ),
+    ] {
+        let error = error_of(json);
+        assert!(error.starts_with(want), "got: {error}\nwant: {want}");
+    }
+}

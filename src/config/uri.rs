@@ -5,7 +5,7 @@
 
 /// A `jwksUri` split into its parts; `port` is the scheme's default when the URL names none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Uri<'a> {
+pub(crate) struct Uri<'a> {
     pub scheme: &'a str,
     pub host: &'a str,
     pub port: u16,
@@ -17,7 +17,7 @@ pub(super) struct Uri<'a> {
 
 impl<'a> Uri<'a> {
     /// Splits `scheme://authority/path`; the error says what is wrong, for `jwksUri: <error>`.
-    pub(super) fn parse(text: &'a str) -> Result<Uri<'a>, &'static str> {
+    pub(crate) fn parse(text: &'a str) -> Result<Uri<'a>, &'static str> {
         let (scheme, rest) = text
             .split_once("://")
             .filter(|(scheme, _)| matches!(*scheme, "http" | "https"))
@@ -40,6 +40,11 @@ impl<'a> Uri<'a> {
             authority,
             path,
         })
+    }
+
+    /// Istio's name for the cluster of this URL's host: `outbound|<port>||<host>`.
+    pub(crate) fn cluster(&self) -> String {
+        format!("outbound|{}||{}", self.port, self.host)
     }
 }
 

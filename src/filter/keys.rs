@@ -14,6 +14,15 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// A token naming an unknown `kid` triggers at most one refetch per rule in this window.
 pub const UNKNOWN_KID_REFETCH_EVERY: Duration = Duration::from_secs(30);
 
+/// Which fetch of a remote key set is out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// The issuer's OpenID discovery document (it names the keys' URL).
+    Discovery,
+    /// The key set itself.
+    Keys,
+}
+
 #[derive(Debug, Default)]
 struct Remote {
     jwks: Option<Rc<Jwks>>,
@@ -21,7 +30,7 @@ struct Remote {
     /// The last attempt failed (the old keys, if any, stay in use).
     failed: bool,
     next_attempt: Option<SystemTime>,
-    in_flight: Option<u32>,
+    in_flight: Option<(u32, Fetch)>,
     last_unknown_kid_refetch: Option<SystemTime>,
     /// The next fetch was asked for by an unknown `kid`.
     forced: bool,
@@ -50,7 +59,9 @@ impl KeyCache {
             .iter()
             .map(|r| match &r.keys {
                 KeySource::Inline(jwks) => Slot::Inline(Rc::clone(jwks)),
-                KeySource::Remote { .. } => Slot::Remote(Remote::default()),
+                KeySource::Remote { .. } | KeySource::Discovery { .. } => {
+                    Slot::Remote(Remote::default())
+                }
             })
             .collect();
         KeyCache {
@@ -119,20 +130,27 @@ impl KeyCache {
         }
     }
 
-    pub(crate) fn started(&self, rule: usize, token: u32) {
+    pub(crate) fn started(&self, rule: usize, token: u32, fetch: Fetch) {
         if let Some(Slot::Remote(r)) = self.slots.borrow_mut().get_mut(rule) {
-            r.in_flight = Some(token);
+            r.in_flight = Some((token, fetch));
             r.next_attempt = None;
             r.forced = false;
         }
     }
 
-    /// The rule a fetch answer belongs to.
-    pub fn rule_of(&self, token: u32) -> Option<usize> {
+    /// The rule a fetch answer belongs to, and which fetch it answers.
+    pub fn rule_of(&self, token: u32) -> Option<(usize, Fetch)> {
         self.slots
             .borrow()
             .iter()
-            .position(|s| matches!(s, Slot::Remote(r) if r.in_flight == Some(token)))
+            .enumerate()
+            .find_map(|(i, s)| match s {
+                Slot::Remote(Remote {
+                    in_flight: Some((t, fetch)),
+                    ..
+                }) if *t == token => Some((i, *fetch)),
+                _ => None,
+            })
     }
 
     /// Records a fetch result; a failure keeps the last good keys and schedules a retry.
@@ -239,9 +257,9 @@ mod tests {
         let cache = cache();
         assert!(matches!(cache.keys(0), Keys::Pending));
         assert_eq!(cache.due(at(0)), vec![0]);
-        cache.started(0, 7);
+        cache.started(0, 7, Fetch::Keys);
         assert!(cache.due(at(1)).is_empty(), "one fetch in flight at a time");
-        assert_eq!(cache.rule_of(7), Some(0));
+        assert_eq!(cache.rule_of(7), Some((0, Fetch::Keys)));
         cache.fetched(0, at(1), Ok(jwks()));
         assert!(matches!(cache.keys(0), Keys::Ready(_)));
         assert!(cache.due(at(500)).is_empty());
@@ -251,14 +269,14 @@ mod tests {
     #[test]
     fn a_failed_fetch_keeps_the_last_good_keys_and_retries() {
         let cache = cache();
-        cache.started(0, 1);
+        cache.started(0, 1, Fetch::Keys);
         cache.fetched(0, at(0), Err("refused".into()));
         assert!(matches!(cache.keys(0), Keys::Failed), "no keys ever: fail");
         assert!(cache.due(at(4)).is_empty());
         assert_eq!(cache.due(at(5)), vec![0]);
-        cache.started(0, 2);
+        cache.started(0, 2, Fetch::Keys);
         cache.fetched(0, at(5), Ok(jwks()));
-        cache.started(0, 3);
+        cache.started(0, 3, Fetch::Keys);
         cache.fetched(0, at(700), Err("500".into()));
         assert!(
             matches!(cache.keys(0), Keys::Ready(_)),
@@ -269,12 +287,12 @@ mod tests {
     #[test]
     fn unknown_kid_refetches_at_most_every_30_seconds() {
         let cache = cache();
-        cache.started(0, 1);
+        cache.started(0, 1, Fetch::Keys);
         cache.fetched(0, at(0), Ok(jwks()));
         cache.set_now(at(100));
         assert!(cache.unknown_key(0));
         assert_eq!(cache.due(at(100)), vec![0]);
-        cache.started(0, 2);
+        cache.started(0, 2, Fetch::Keys);
         assert!(cache.unknown_key(0), "wait for the refetch in flight");
         cache.fetched(0, at(101), Ok(jwks()));
         cache.set_now(at(110));

@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::crypto::host_offers_verify_signature;
 use super::http::{AuthzRequest, CallAnswer, Shared};
+use super::keys::Fetch;
 use super::metrics::{Metric, Metrics};
+use crate::config::uri::Uri;
 use crate::config::{Config, SignatureBackendChoice};
 use crate::ext_authz::grpc::CallOutcome;
 use crate::ext_authz::response::uses_body;
@@ -204,9 +206,16 @@ impl Plugin {
         let Life::Ready { config, shared } = &self.life else {
             return;
         };
-        if let Some(rule) = shared.keys.rule_of(token) {
-            self.on_keys_answer(host, config, shared, rule, num_headers, body_size);
-            return;
+        match shared.keys.rule_of(token) {
+            Some((rule, Fetch::Keys)) => {
+                self.on_keys_answer(host, config, shared, rule, num_headers, body_size);
+                return;
+            }
+            Some((rule, Fetch::Discovery)) => {
+                self.on_discovery_answer(host, config, shared, rule, num_headers, body_size);
+                return;
+            }
+            None => {}
         }
         let response = check_answer(host, num_headers, body_size);
         self.deliver_forwarded(host, token, response);
@@ -295,38 +304,133 @@ impl Plugin {
                 self.wake(host, rule);
                 continue;
             }
-            let KeySource::Remote {
-                cluster,
-                authority,
-                path,
-                timeout,
-                ..
-            } = &jwt_rule.keys
-            else {
-                continue;
+            // With discovery, every refresh reads the discovery document first: a changed
+            // `jwks_uri` is followed.
+            let (target, fetch) = match &jwt_rule.keys {
+                KeySource::Inline(_) => continue,
+                KeySource::Remote {
+                    cluster,
+                    authority,
+                    path,
+                    timeout,
+                    ..
+                } => (Target::new(cluster, authority, path, *timeout), Fetch::Keys),
+                KeySource::Discovery {
+                    cluster,
+                    authority,
+                    path,
+                    timeout,
+                    ..
+                } => (
+                    Target::new(cluster, authority, path, *timeout),
+                    Fetch::Discovery,
+                ),
             };
-            if !shared.keys.forced(rule) && !self.take_lease(host, jwt_rule, now, *timeout) {
+            if !shared.keys.forced(rule) && !self.take_lease(host, jwt_rule, now, target.timeout) {
                 continue;
             }
-            let headers = [
-                (":method", "GET"),
-                (":path", path.as_str()),
-                (":authority", authority.as_str()),
-                ("accept", "application/json"),
-            ];
-            match host.dispatch_http_call(cluster, &headers, None, *timeout) {
-                Ok(token) => shared.keys.started(rule, token),
-                Err(error) => {
-                    log::warn!(
-                        "jwks fetch for {:?} via cluster {cluster:?} not dispatched: {}",
-                        jwt_rule.issuer,
-                        error.status
-                    );
-                    shared.metrics.increment(host, Metric::JwksFetchFailed);
-                    shared.keys.fetched(rule, now, Err(error.status));
-                    self.publish_failure(host, shared, rule, jwt_rule, now);
-                    self.wake(host, rule);
-                }
+            self.dispatch_fetch(host, shared, rule, jwt_rule, &target, fetch, now);
+        }
+    }
+
+    /// Sends one fetch of a rule's keys (or of its discovery document); a fetch that cannot be
+    /// sent (no such cluster) is a failed fetch.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_fetch(
+        &self,
+        host: &dyn Host,
+        shared: &Shared,
+        rule: usize,
+        jwt_rule: &JwtRule,
+        target: &Target,
+        fetch: Fetch,
+        now: SystemTime,
+    ) {
+        let headers = [
+            (":method", "GET"),
+            (":path", target.path.as_str()),
+            (":authority", target.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        match host.dispatch_http_call(&target.cluster, &headers, None, target.timeout) {
+            Ok(token) => shared.keys.started(rule, token, fetch),
+            Err(error) => {
+                let what = match fetch {
+                    Fetch::Keys => "jwks fetch",
+                    Fetch::Discovery => "jwks discovery",
+                };
+                log::warn!(
+                    "{what} for {:?} via cluster {:?} not dispatched (no cluster of that name?): {}",
+                    jwt_rule.issuer,
+                    target.cluster,
+                    error.status
+                );
+                shared.metrics.increment(host, Metric::JwksFetchFailed);
+                shared.keys.fetched(rule, now, Err(error.status));
+                self.publish_failure(host, shared, rule, jwt_rule, now);
+                self.wake(host, rule);
+            }
+        }
+    }
+
+    /// The issuer's discovery document: its `jwks_uri` (https only) is fetched next, through the
+    /// rule's `jwksCluster` or Istio's cluster for that host.
+    fn on_discovery_answer(
+        &self,
+        host: &dyn Host,
+        config: &Config,
+        shared: &Shared,
+        rule: usize,
+        num_headers: usize,
+        body_size: usize,
+    ) {
+        let Some(jwt_rule) = config.jwt.rules.get(rule) else {
+            return;
+        };
+        let KeySource::Discovery {
+            timeout,
+            jwks_cluster,
+            ..
+        } = &jwt_rule.keys
+        else {
+            return;
+        };
+        let target = discovered(host, num_headers, body_size).and_then(|uri| {
+            let url = Uri::parse(&uri).map_err(|m| format!("jwks_uri {uri:?} {m}"))?;
+            if url.scheme != "https" {
+                return Err(format!("jwks_uri {uri:?} is not https"));
+            }
+            let cluster = jwks_cluster.clone().unwrap_or_else(|| url.cluster());
+            log::info!(
+                "jwks discovery for {:?}: keys at {uri:?} via cluster {cluster:?}",
+                jwt_rule.issuer
+            );
+            Ok(Target::new(&cluster, url.authority, url.path, *timeout))
+        });
+        let now = match host.now() {
+            Ok(now) => now,
+            Err(error) => {
+                log::error!("{error}: jwks discovery answer dropped");
+                shared
+                    .keys
+                    .fetched(rule, UNIX_EPOCH, Err(error.to_string()));
+                self.wake(host, rule);
+                return;
+            }
+        };
+        match target {
+            Ok(target) => {
+                self.dispatch_fetch(host, shared, rule, jwt_rule, &target, Fetch::Keys, now)
+            }
+            Err(why) => {
+                log::warn!(
+                    "jwks discovery for {:?} failed: {why}; keeping the last good keys",
+                    jwt_rule.issuer
+                );
+                shared.metrics.increment(host, Metric::JwksFetchFailed);
+                shared.keys.fetched(rule, now, Err(why));
+                self.publish_failure(host, shared, rule, jwt_rule, now);
+                self.wake(host, rule);
             }
         }
     }
@@ -480,6 +584,50 @@ impl Plugin {
         }
         self.wake(host, rule);
     }
+}
+
+/// Where a fetch goes.
+struct Target {
+    cluster: String,
+    authority: String,
+    path: String,
+    timeout: Duration,
+}
+
+impl Target {
+    fn new(cluster: &str, authority: &str, path: &str, timeout: Duration) -> Target {
+        Target {
+            cluster: cluster.to_string(),
+            authority: authority.to_string(),
+            path: path.to_string(),
+            timeout,
+        }
+    }
+}
+
+/// The `jwks_uri` of the discovery document being delivered, or why there is none.
+fn discovered(host: &dyn Host, num_headers: usize, body_size: usize) -> Result<String, String> {
+    if num_headers == 0 {
+        return Err("no response (timeout, reset or refused)".into());
+    }
+    if body_size > MAX_JWKS_BYTES {
+        return Err(format!(
+            "{body_size} bytes, over the {MAX_JWKS_BYTES}-byte limit"
+        ));
+    }
+    let answer = host
+        .call_response(body_size, |status| status == Some(200))
+        .map_err(|e| e.to_string())?;
+    if answer.status() != Some(200) {
+        return Err(format!("status {:?}", answer.status()));
+    }
+    let document: serde_json::Value = serde_json::from_slice(&answer.body)
+        .map_err(|_| "the discovery document is not JSON".to_string())?;
+    document
+        .get("jwks_uri")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| "the discovery document has no jwks_uri".to_string())
 }
 
 /// The HTTP answer to the callout being delivered (`None`: no response, as on timeout or

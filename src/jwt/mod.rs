@@ -55,6 +55,23 @@ pub enum KeySource {
         /// `jwtRules[].timeout`: how long one fetch may take.
         timeout: Duration,
     },
+    /// OpenID discovery (an https `issuer` with neither `jwks` nor `jwksUri`): the proxy fetches
+    /// the issuer's `/.well-known/openid-configuration` (`uri`) through `cluster`, then the keys
+    /// at its `jwks_uri` through `jwks_cluster`, else Istio's `outbound|<port>||<jwks host>`.
+    Discovery {
+        /// `<issuer>/.well-known/openid-configuration`.
+        uri: String,
+        /// The issuer's cluster: Istio's `outbound|<port>||<issuer host>`.
+        cluster: String,
+        /// `:authority` of the discovery fetch, from the issuer.
+        authority: String,
+        /// Path of the discovery document.
+        path: String,
+        /// Limit of each fetch (`timeout`).
+        timeout: Duration,
+        /// `jwksCluster`: the cluster of the keys' fetch, whatever host `jwks_uri` names.
+        jwks_cluster: Option<String>,
+    },
 }
 
 /// A compiled `jwtRules[]` entry (Envoy's `JwtProvider`).

@@ -10,7 +10,7 @@ use super::{JwtRule, KeySource};
 /// fetching the same URI through different clusters stay apart).
 pub fn keys_key(rule: &JwtRule) -> String {
     match &rule.keys {
-        KeySource::Remote { uri, cluster, .. } => {
+        KeySource::Remote { uri, cluster, .. } | KeySource::Discovery { uri, cluster, .. } => {
             format!("inline-authz/jwks/{}|{uri}|{cluster}", rule.issuer)
         }
         KeySource::Inline(_) => format!("inline-authz/jwks/{}", rule.issuer),

@@ -44,8 +44,8 @@ impl LdsBed {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::SeqCst)
         ));
-        let first = listener_file(listeners, ports, &|_| {})?;
-        let mut bootstrap = yaml_to_json(&render_config(&[], ports, false)?)?;
+        let first = listener_file(listeners, ports.clone(), &|_| {})?;
+        let mut bootstrap = yaml_to_json(&render_config(&[], ports.clone(), false)?)?;
         if let Some(resources) = bootstrap["static_resources"].as_object_mut() {
             resources.remove("listeners");
         }
@@ -87,7 +87,10 @@ impl LdsBed {
         listeners: &[Listener],
         edit: &dyn Fn(&mut Value),
     ) -> Result<(), String> {
-        replace_listener_file(&self.dir, &listener_file(listeners, self.ports, edit)?)
+        replace_listener_file(
+            &self.dir,
+            &listener_file(listeners, self.ports.clone(), edit)?,
+        )
     }
 
     /// The port the named listener is bound to now (`None`: no such listener).

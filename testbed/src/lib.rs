@@ -9,4 +9,5 @@ pub mod lds;
 pub mod load;
 pub mod scenario;
 pub mod services;
+pub mod tls;
 pub mod traffic;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::net::TcpListener;
+use std::path::PathBuf;
 
 use serde_json::json;
 
@@ -12,6 +13,7 @@ use crate::envoy::{render, repo_root, wasm_path, Envoy};
 use crate::grpc::GrpcAuthz;
 use crate::http::Server;
 use crate::services::{self, JwksServer, Recorder};
+use crate::tls::{TlsFront, DOWN_HOST, TLS_HOSTS};
 
 /// A listener to add to the generated Envoy config.
 pub enum Listener {
@@ -119,6 +121,19 @@ impl Listener {
         };
         GRPC_MARKERS.iter().any(|m| text.contains(m))
     }
+
+    /// Whether this listener names one of the https `.example` hosts of the TLS front
+    /// ([`TLS_HOSTS`]: an OIDC issuer, an https `jwks_uri`, a native `remote_jwks`). A `Bed`
+    /// starts the TLS front only then.
+    pub fn uses_tls(&self) -> bool {
+        let text = match self {
+            Listener::Wasm { config, .. } => config,
+            Listener::Native { ext_authz, .. } => ext_authz,
+            Listener::NativeJwt { jwt_authn, .. } => jwt_authn,
+            Listener::NativeRbac { .. } => return false,
+        };
+        TLS_HOSTS.iter().any(|host| text.contains(host))
+    }
 }
 
 /// The access-log line of a listener `with_access_log`: the response code and the filter's
@@ -214,6 +229,9 @@ pub struct Bed {
     pub jwks: JwksServer,
     /// The gRPC ext_authz server, started when a listener uses it (`Listener::uses_grpc`).
     pub grpc: Option<GrpcAuthz>,
+    /// The TLS front of `jwks` for the https `.example` hosts, started when a listener names one
+    /// (`Listener::uses_tls`).
+    pub tls: Option<TlsFront>,
     _servers: (Server, Server, Server),
 }
 
@@ -239,14 +257,24 @@ pub fn dead_port() -> u16 {
         .unwrap_or(9)
 }
 
+/// The TLS front as the Envoy config needs it: its port and the CA its certificate chains to.
+#[derive(Debug, Clone)]
+pub struct TlsEndpoint {
+    pub port: u16,
+    pub ca: PathBuf,
+}
+
 /// The loopback ports of the services around Envoy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ports {
     pub authz: u16,
     pub upstream: u16,
     pub jwks: u16,
     /// The gRPC ext_authz server (clusters `authz-grpc` and `outbound|9000||ext-authz…`).
     pub authz_grpc: u16,
+    /// The TLS front (clusters `outbound|443||<TLS_HOSTS>`); `None`: those clusters lead to a
+    /// dead port.
+    pub tls: Option<TlsEndpoint>,
 }
 
 impl Ports {
@@ -257,8 +285,71 @@ impl Ports {
             upstream: 9,
             jwks: 9,
             authz_grpc: 9,
+            tls: None,
         }
     }
+}
+
+/// One STATIC cluster to 127.0.0.1:`port` (JSON, which YAML reads as a flow value).
+fn loopback_cluster(
+    name: &str,
+    port: u16,
+    transport_socket: serde_json::Value,
+) -> serde_json::Value {
+    json!({
+        "name": name,
+        "connect_timeout": "1s",
+        "type": "STATIC",
+        "transport_socket": transport_socket,
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": "127.0.0.1", "port_value": port}}}}]}],
+        },
+    })
+}
+
+/// An `envoy.transport_sockets.tls` UpstreamTlsContext sending SNI `host`; with `ca`, the server's
+/// certificate must chain to it and hold the DNS SAN `host` (Envoy checks no hostname by itself:
+/// the SAN matcher is that check). Without `ca` (nothing listens behind) no validation.
+fn upstream_tls(host: &str, ca: Option<&PathBuf>) -> serde_json::Value {
+    let mut context = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "sni": host,
+    });
+    if let Some(ca) = ca {
+        context["common_tls_context"] = json!({"validation_context": {
+            "trusted_ca": {"filename": ca.display().to_string()},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": host}}],
+        }});
+    }
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
+}
+
+/// The clusters of the https `.example` hosts, as Istio names them (`outbound|443||<host>`): each
+/// of [`TLS_HOSTS`] over TLS to the TLS front (a dead port when it does not run), and
+/// [`DOWN_HOST`] to a dead port.
+fn tls_clusters(tls: Option<&TlsEndpoint>, dead: u16) -> String {
+    let mut clusters: Vec<serde_json::Value> = TLS_HOSTS
+        .iter()
+        .map(|host| {
+            loopback_cluster(
+                &format!("outbound|443||{host}"),
+                tls.map_or(dead, |t| t.port),
+                upstream_tls(host, tls.map(|t| &t.ca)),
+            )
+        })
+        .collect();
+    clusters.push(loopback_cluster(
+        &format!("outbound|443||{DOWN_HOST}"),
+        dead,
+        upstream_tls(DOWN_HOST, None),
+    ));
+    clusters
+        .iter()
+        .map(|c| format!("  - {c}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Renders the whole Envoy config for these listeners and ports.
@@ -331,7 +422,9 @@ pub fn render_config(
     vars.insert("UPSTREAM_PORT", ports.upstream.to_string());
     vars.insert("JWKS_PORT", ports.jwks.to_string());
     vars.insert("AUTHZ_GRPC_PORT", ports.authz_grpc.to_string());
-    vars.insert("DEAD_PORT", dead_port().to_string());
+    let dead = dead_port();
+    vars.insert("DEAD_PORT", dead.to_string());
+    vars.insert("TLS_CLUSTERS", tls_clusters(ports.tls.as_ref(), dead));
     render(&template("base.yaml"), &vars)
 }
 
@@ -397,7 +490,16 @@ impl Bed {
         } else {
             None
         };
+        let tls = if listeners.iter().any(Listener::uses_tls) {
+            Some(TlsFront::start(jwks_server.port()).unwrap_or_else(|e| panic!("TLS front: {e}")))
+        } else {
+            None
+        };
         let ports = Ports {
+            tls: tls.as_ref().map(|t| TlsEndpoint {
+                port: t.port(),
+                ca: t.ca(),
+            }),
             authz: authz_server.port(),
             upstream: echo_server.port(),
             jwks: jwks_server.port(),
@@ -430,6 +532,7 @@ impl Bed {
             upstream,
             jwks,
             grpc,
+            tls,
             _servers: (authz_server, echo_server, jwks_server),
         }
     }
@@ -503,6 +606,51 @@ mod tests {
         );
         let plain = native_grpc_ext_authz("authz-grpc", "a", "1s", false, None, None);
         assert!(!plain.contains("status_on_error") && !plain.contains("with_request_body"));
+    }
+
+    #[test]
+    fn only_listeners_naming_an_https_example_host_need_the_tls_front() {
+        let discovered = r#"{"jwtRules": [{"issuer": "https://issuer.example"}]}"#;
+        assert!(Listener::wasm("w", discovered).uses_tls());
+        let native = r#"{"remote_jwks": {"http_uri": {"cluster": "outbound|443||keys.example"}}}"#;
+        assert!(Listener::native_jwt("n", native).uses_tls());
+        let plain = r#"{"jwtRules": [{"issuer": "i", "jwksUri": "http://jwks.example/keys"}]}"#;
+        assert!(!Listener::wasm("p", plain).uses_tls());
+        assert!(!Listener::native_rbac("r", "{}").uses_tls());
+    }
+
+    #[test]
+    fn https_clusters_trust_the_test_ca_and_match_their_own_san() {
+        let tls = TlsEndpoint {
+            port: 4443,
+            ca: PathBuf::from("/tmp/ca.pem"),
+        };
+        let rendered = tls_clusters(Some(&tls), 9);
+        let clusters: Vec<serde_json::Value> = rendered
+            .lines()
+            .map(|l| serde_json::from_str(l.trim_start_matches("  - ")).unwrap_or_default())
+            .collect();
+        assert_eq!(clusters.len(), 4);
+        let keys = &clusters[1];
+        assert_eq!(keys["name"], "outbound|443||keys.example");
+        let context = &keys["transport_socket"]["typed_config"];
+        assert_eq!(context["sni"], "keys.example");
+        let validation = &context["common_tls_context"]["validation_context"];
+        assert_eq!(validation["trusted_ca"]["filename"], "/tmp/ca.pem");
+        assert_eq!(
+            validation["match_typed_subject_alt_names"][0],
+            json!({"san_type": "DNS", "matcher": {"exact": "keys.example"}})
+        );
+        let port = |c: &serde_json::Value| {
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                ["socket_address"]["port_value"]
+                .clone()
+        };
+        assert_eq!(port(keys), 4443);
+        assert_eq!(clusters[3]["name"], "outbound|443||down.example");
+        assert_eq!(port(&clusters[3]), 9);
+        // Without the front every https cluster leads to the dead port.
+        assert!(!tls_clusters(None, 9).contains("4443"));
     }
 
     #[test]

@@ -179,6 +179,9 @@ pub fn start_ext_authz() -> std::io::Result<(Server, Recorder)> {
 type Answer = (u16, String, u64);
 
 /// A JWKS server: each path answers with the status, body and delay set for it (404 otherwise).
+/// A key is a path (`/keys`: any host) or a host and a path (`keys.example/jwks`: only requests
+/// whose `host` header is `keys.example`), the host-qualified key chosen first; so one server
+/// plays several https hosts behind the TLS front (`crate::tls`) and checks their authority.
 #[derive(Clone, Default)]
 pub struct JwksServer {
     answers: Arc<Mutex<BTreeMap<String, Answer>>>,
@@ -212,14 +215,20 @@ impl JwksServer {
         }
     }
 
-    /// How many times `path` was fetched.
+    /// How many times `path` was fetched (a key as for `set`: `keys.example/jwks` counts only
+    /// the requests with that `host`).
     pub fn fetches(&self, path: &str) -> usize {
         self.requests
             .all()
             .iter()
-            .filter(|r| r.path() == path)
+            .filter(|r| r.path() == path || host_path(r) == path)
             .count()
     }
+}
+
+/// `host` + path of a request (`keys.example/jwks`), the host-qualified key of [`JwksServer`].
+fn host_path(request: &Request) -> String {
+    format!("{}{}", request.header("host").unwrap_or(""), request.path())
 }
 
 /// Starts a JWKS server on an ephemeral loopback port.
@@ -228,11 +237,12 @@ pub fn start_jwks() -> std::io::Result<(Server, JwksServer)> {
     let state = jwks.clone();
     let handler: Handler = Arc::new(move |request: &Request| {
         state.requests.push(request);
+        let qualified = host_path(request);
         if let Some(fault) = state
             .faults
             .lock()
             .ok()
-            .and_then(|f| f.get(request.path()).cloned())
+            .and_then(|f| f.get(&qualified).or_else(|| f.get(request.path())).cloned())
         {
             return fault;
         }
@@ -240,7 +250,7 @@ pub fn start_jwks() -> std::io::Result<(Server, JwksServer)> {
             .answers
             .lock()
             .ok()
-            .and_then(|a| a.get(request.path()).cloned());
+            .and_then(|a| a.get(&qualified).or_else(|| a.get(request.path())).cloned());
         match answer {
             Some((status, body, delay)) => {
                 let response = Response::new(status)

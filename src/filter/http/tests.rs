@@ -502,7 +502,7 @@ fn a_request_waits_for_remote_keys_and_resumes_when_they_arrive() {
     assert_eq!(request.on_request_headers(&host, true), Action::Pause);
     assert_eq!(request.waiting_for_keys(), Some(0));
     assert!(host.replies.borrow().is_empty());
-    shared.keys.started(0, 9);
+    shared.keys.started(0, 9, crate::filter::keys::Fetch::Keys);
     let jwks = crate::jwt::jwks::Jwks::parse(&vectors()["jwks"].to_string()).unwrap();
     shared.keys.fetched(0, host.clock.get(), Ok(jwks));
     request.on_keys_ready(&host);
@@ -516,7 +516,7 @@ fn a_request_waits_for_remote_keys_and_resumes_when_they_arrive() {
     let shared = shared_for(&parsed, &host);
     let mut request = AuthzRequest::new(parsed, Rc::clone(&shared), 4);
     request.on_request_headers(&host, true);
-    shared.keys.started(0, 10);
+    shared.keys.started(0, 10, crate::filter::keys::Fetch::Keys);
     shared
         .keys
         .fetched(0, host.clock.get(), Err("refused".into()));

@@ -179,3 +179,165 @@ fn a_plugin_refuses_a_config_it_cannot_tick_for() {
     assert!(!plugin.configure(&host, remote_keys_config().as_bytes()));
     assert!(plugin.create_request(&host, 1, 1).is_none());
 }
+
+fn discovery_config(extra: &str) -> String {
+    format!(r#"{{"jwtRules": [{{"issuer": "https://issuer.example/realms/a/" {extra}}}]}}"#)
+}
+
+fn keys_of(plugin: &Plugin) -> crate::jwt::Keys {
+    use crate::jwt::KeyStore;
+    let Life::Ready { shared, .. } = &plugin.life else {
+        panic!("configured");
+    };
+    shared.keys.keys(0)
+}
+
+fn deliver(host: &FakeHost, plugin: &Plugin, token: u32, status: u32, body: &str) {
+    host.answering(status, &[], body);
+    plugin.on_http_call_response(host, token, 1, body.len());
+}
+
+#[test]
+fn openid_discovery_finds_the_keys_through_the_issuers_document() {
+    let store = SharedStore::default();
+    let (host, plugin) = worker(&store, 100, &discovery_config(""));
+    plugin.on_tick(&host);
+    let discovery = host
+        .last_dispatch()
+        .expect("the discovery document is fetched first");
+    assert_eq!(discovery.cluster, "outbound|443||issuer.example");
+    assert_eq!(
+        discovery.header(":path"),
+        Some("/realms/a/.well-known/openid-configuration")
+    );
+    assert_eq!(discovery.header(":authority"), Some("issuer.example"));
+    assert!(matches!(keys_of(&plugin), crate::jwt::Keys::Pending));
+    deliver(
+        &host,
+        &plugin,
+        discovery.token,
+        200,
+        r#"{"issuer": "https://issuer.example/realms/a/", "jwks_uri": "https://keys.example:8443/certs"}"#,
+    );
+    let fetch = host.last_dispatch().expect("then the keys it names");
+    assert_eq!(fetch.cluster, "outbound|8443||keys.example");
+    assert_eq!(
+        (fetch.header(":path"), fetch.header(":authority")),
+        (Some("/certs"), Some("keys.example:8443"))
+    );
+    deliver(
+        &host,
+        &plugin,
+        fetch.token,
+        200,
+        &vectors()["jwks"].to_string(),
+    );
+    assert!(matches!(keys_of(&plugin), crate::jwt::Keys::Ready(_)));
+    assert_eq!(host.metric("inline_authz.jwks.fetch_success"), 1);
+}
+
+#[test]
+fn a_jwks_cluster_names_the_keys_cluster_whatever_host_jwks_uri_names() {
+    let store = SharedStore::default();
+    let (host, plugin) = worker(&store, 100, &discovery_config(r#", "jwksCluster": "keys""#));
+    plugin.on_tick(&host);
+    let discovery = host.last_dispatch().unwrap();
+    deliver(
+        &host,
+        &plugin,
+        discovery.token,
+        200,
+        r#"{"jwks_uri": "https://www.googleapis.com/oauth2/v3/certs"}"#,
+    );
+    let fetch = host.last_dispatch().unwrap();
+    assert_eq!(fetch.cluster, "keys");
+    assert_eq!(fetch.header(":authority"), Some("www.googleapis.com"));
+}
+
+#[test]
+fn every_discovery_failure_is_a_failed_fetch_and_no_keys() {
+    let cases: [(&str, u32, &str); 5] = [
+        ("down", 503, "unavailable"),
+        ("not JSON", 200, "<html>"),
+        (
+            "no jwks_uri",
+            200,
+            r#"{"issuer": "https://issuer.example"}"#,
+        ),
+        (
+            "not https",
+            200,
+            r#"{"jwks_uri": "http://keys.example/jwks"}"#,
+        ),
+        ("not a URL", 200, r#"{"jwks_uri": "keys"}"#),
+    ];
+    for (what, status, body) in cases {
+        let store = SharedStore::default();
+        let (host, plugin) = worker(&store, 100, &discovery_config(""));
+        plugin.on_tick(&host);
+        let discovery = host.last_dispatch().unwrap();
+        deliver(&host, &plugin, discovery.token, status, body);
+        assert_eq!(host.dispatched.borrow().len(), 1, "{what}: no keys fetch");
+        assert!(
+            matches!(keys_of(&plugin), crate::jwt::Keys::Failed),
+            "{what}: tokens get 401"
+        );
+        assert_eq!(host.metric("inline_authz.jwks.fetch_failed"), 1, "{what}");
+    }
+    // No cluster for the jwks_uri's host: the keys fetch cannot be sent.
+    let store = SharedStore::default();
+    let (mut host, plugin) = worker(&store, 100, &discovery_config(""));
+    host.missing_cluster = Some("outbound|443||keys.example".into());
+    plugin.on_tick(&host);
+    let discovery = host.last_dispatch().unwrap();
+    deliver(
+        &host,
+        &plugin,
+        discovery.token,
+        200,
+        r#"{"jwks_uri": "https://keys.example/jwks"}"#,
+    );
+    assert!(matches!(keys_of(&plugin), crate::jwt::Keys::Failed));
+    assert_eq!(host.metric("inline_authz.jwks.fetch_failed"), 1);
+}
+
+#[test]
+fn a_refresh_reads_the_discovery_document_again_and_follows_a_new_jwks_uri() {
+    let store = SharedStore::default();
+    let config = discovery_config("").replace(r#"}]}"#, r#"}], "jwksRefreshInterval": "10s"}"#);
+    let (host, plugin) = worker(&store, 100, &config);
+    plugin.on_tick(&host);
+    let first = host.last_dispatch().unwrap();
+    deliver(
+        &host,
+        &plugin,
+        first.token,
+        200,
+        r#"{"jwks_uri": "https://keys.example/a"}"#,
+    );
+    let keys = host.last_dispatch().unwrap();
+    deliver(
+        &host,
+        &plugin,
+        keys.token,
+        200,
+        &vectors()["jwks"].to_string(),
+    );
+    host.advance(Duration::from_secs(11));
+    plugin.on_tick(&host);
+    let again = host.last_dispatch().unwrap();
+    assert_eq!(
+        again.header(":path"),
+        Some("/realms/a/.well-known/openid-configuration")
+    );
+    deliver(
+        &host,
+        &plugin,
+        again.token,
+        200,
+        r#"{"jwks_uri": "https://other.example/b"}"#,
+    );
+    let moved = host.last_dispatch().unwrap();
+    assert_eq!(moved.cluster, "outbound|443||other.example");
+    assert_eq!(moved.header(":path"), Some("/b"));
+}
