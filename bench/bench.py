@@ -681,6 +681,21 @@ def children_cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def wait_for_quiet(max_others, limit):
+    """Before a round on a shared machine: wait (at most `limit` s) until the machine spent less
+    than `max_others` % of all cores on anything in the last 2 s (nothing of ours runs then)."""
+    start = time.monotonic()
+    while True:
+        wall, busy = time.monotonic(), machine_busy_seconds()
+        time.sleep(2)
+        share = (machine_busy_seconds() - busy) / ((time.monotonic() - wall) * (os.cpu_count() or 1))
+        if share * 100 <= max_others or time.monotonic() - start > limit:
+            if time.monotonic() - start > 3:
+                log(f"  waited {time.monotonic() - start:.0f} s for other load to pass "
+                    f"(now {share * 100:.0f} % of the machine)")  # fmt: skip
+            return
+
+
 def measure(envoy, authz_pid, scenario, args):
     port = envoy.ports[scenario["listener"]]
     if args.warmup > 0:
@@ -945,6 +960,11 @@ def main():
     parser.add_argument("--wasm", help="the filter's .wasm (default: cargo wasm's output)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin Envoy to CPU 0 and wrk to CPU 1")
+    parser.add_argument("--max-others", type=float, metavar="PCT",
+                        help="a shared machine: before each run wait (up to 20 s) for a quiet moment, "
+                        "and run a scenario again when its run had more than PCT %% of other load")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="with --max-others: times one run may be run again (the cleanest is kept)")
     parser.add_argument("--out", default=RESULTS, help="results directory")
     parser.add_argument("--name", default="latest",
                         help="results file name: OUT/NAME.md, .json, .png (default latest)")
@@ -1016,6 +1036,7 @@ def main():
     started_at = datetime.datetime.now(datetime.timezone.utc)
     revision = git_revision()  # at the start: the .wasm was just built from this tree
     rounds = []
+    discarded = []  # runs thrown away for other load (--max-others)
     try:
         authz = start(
             pinned([AUTHZ_BIN, "0"], 1, args.pin), stdout=subprocess.PIPE, text=True,
@@ -1040,18 +1061,33 @@ def main():
             sys.exit("sanity check failed:\n  " + "\n  ".join(problems)
                      + "\n--- envoy log ---\n" + envoy.log_tail())  # fmt: skip
         log("sanity: every scenario answers 200; bad tokens 401, denied checks 403")
+        budget = args.rounds * len(plan)  # --max-others: runs again in all, at most
         for n in range(args.rounds):
             log(f"round {n + 1}/{args.rounds}")
             results = {}
             for s in plan:
-                r = measure(envoy, authz.pid, s, args)
-                results[s["name"]] = r
-                warn = f"  ERRORS {r['errors']}" if r["errors"] else ""
-                log(
-                    f"  {s['name']:<32} {r['rps']:>9,.0f} rps  p50 {r['p50_us']:>6,} µs  "
-                    f"p99 {r['p99_us']:>6,} µs  cpu {r['cpu_us_per_request']:6.1f} µs/req  "
-                    f"others {r['others_cpu_pct']:4.1f}%{warn}"
-                )
+                tries = []
+                while True:
+                    if args.max_others is not None:
+                        wait_for_quiet(args.max_others, 20)
+                    r = measure(envoy, authz.pid, s, args)
+                    tries.append(r)
+                    warn = f"  ERRORS {r['errors']}" if r["errors"] else ""
+                    log(
+                        f"  {s['name']:<32} {r['rps']:>9,.0f} rps  p50 {r['p50_us']:>6,} µs  "
+                        f"p99 {r['p99_us']:>6,} µs  cpu {r['cpu_us_per_request']:6.1f} µs/req  "
+                        f"others {r['others_cpu_pct']:4.1f}%{warn}"
+                    )
+                    if (args.max_others is None or r["others_cpu_pct"] <= args.max_others
+                            or len(tries) > args.retries or budget <= 0):  # fmt: skip
+                        break
+                    budget -= 1
+                    log(f"  {'':<32} other load above {args.max_others:g} %: again")
+                # The cleanest of the tries; the others are kept in the JSON.
+                best = min(tries, key=lambda t: t["others_cpu_pct"])
+                best["tries"] = len(tries)
+                results[s["name"]] = best
+                discarded += [dict(t, scenario=s["name"], round=n + 1) for t in tries if t is not best]
             rounds.append(results)
             if envoy.proc.poll() is not None:
                 sys.exit(f"envoy died\n{envoy.log_tail()}")
@@ -1072,6 +1108,8 @@ def main():
         "pinned": args.pin,
         "distinct_tokens": args.tokens,
         "quick": args.quick,
+        "max_others_pct": args.max_others,
+        "runs_discarded": len(discarded),
     }
     wasm_info = {
         "path": os.path.relpath(wasm_src, ROOT),
@@ -1099,7 +1137,10 @@ def main():
         f"- Envoy {info['envoy']} (`--concurrency 1`, V8), {info['wrk']} (`-t1 -c{args.connections}`)"
         f", Envoy pinned to CPU 0 and wrk + authorization service to CPU 1: {'yes' if args.pin else 'no'}",
         f"- {args.rounds} interleaved round(s), {args.warmup} s warm-up + {args.duration} s measured per "
-        f"scenario and round; medians of the rounds; {args.tokens} distinct tokens per algorithm",
+        f"scenario and round; medians of the rounds; {args.tokens} distinct tokens per algorithm"
+        + (f"; a run with more than {args.max_others:g} % of other load ran again, up to "
+           f"{args.retries} times (the cleanest kept; {len(discarded)} runs discarded)"
+           if args.max_others is not None else ""),
         f"- source: {revision}; {size_line}"
         + ("; **the .wasm was older than src/**" if stale else ""),
         "",
@@ -1148,6 +1189,7 @@ def main():
             {"name": s["name"], **{k: v for k, v in rows[s["name"]].items()}} for s in plan
         ],
         "rounds": rounds,
+        "discarded_runs": discarded,
     }
     write_atomic(os.path.join(args.out, f"{args.name}.json"), json.dumps(document, indent=1) + "\n")
     png = chart(
