@@ -39,6 +39,9 @@ EMPTY_WASM = os.path.join(BENCH, "empty-filter/target/wasm32-wasip1/release/benc
 AUTHZ_MANIFEST = os.path.join(BENCH, "authz-service/Cargo.toml")
 AUTHZ_BIN = os.path.join(BENCH, "authz-service/target/release/bench-authz-service")
 
+# The gRPC authorization cluster (HTTP/2), and the :authority both sides send to it.
+GRPC_CLUSTER = "authz-grpc"
+
 ROUTER = {
     "name": "envoy.filters.http.router",
     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -261,6 +264,31 @@ def native_ext_authz():
     }
 
 
+def native_grpc_ext_authz():
+    # As istiod builds it from an envoyExtAuthzGrpc provider (pilot/pkg/security/authz/builder/
+    # extauthz.go, generateGRPCConfig; testbed::scenario::native_grpc_ext_authz): the cluster's
+    # envoy_grpc with the service's host as authority, the provider's timeout, API V3,
+    # failure_mode_allow false (failOpen unset).
+    return {
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "grpc_service": {
+                "envoy_grpc": {"cluster_name": GRPC_CLUSTER, "authority": GRPC_CLUSTER},
+                "timeout": "10s",
+            },
+            "transport_api_version": "V3",
+            "failure_mode_allow": False,
+        },
+    }
+
+
+def custom_grpc_config(grpc_port):
+    # The same provider as envoyExtAuthzGrpc: service (the :authority), port, our explicit cluster.
+    provider = {"service": GRPC_CLUSTER, "port": grpc_port, "cluster": GRPC_CLUSTER, "timeout": "10s"}
+    return {"extensionProviders": [{"name": "authz-grpc", "envoyExtAuthzGrpc": provider}]}
+
+
 def custom_config(authz_port, cacheable):
     provider = {
         "service": "authz",
@@ -311,7 +339,40 @@ def wasm_jwt_config(issuer, jwks):
     return {"jwtRules": [{"issuer": issuer, "jwks": jwks}]}
 
 
-def envoy_config(wasm, empty_wasm, authz_port, issuer, jwks):
+def cluster(name, port, http2=False):
+    out = {
+        "name": name,
+        "connect_timeout": "1s",
+        "type": "STATIC",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {"address": "127.0.0.1", "port_value": port}
+                                }
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+    if http2:
+        # As istiod marks a gRPC provider's cluster: HTTP/2 to the upstream.
+        out["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+    return out
+
+
+def envoy_config(wasm, empty_wasm, authz_port, grpc_port, issuer, jwks):
     listeners = [
         listener("no-filter", []),
         listener("wasm-empty", [wasm_filter("empty", empty_wasm, "empty", "", "")]),
@@ -331,6 +392,16 @@ def envoy_config(wasm, empty_wasm, authz_port, issuer, jwks):
             "custom-wasm-cacheable",
             [inline_authz("custom-cacheable", wasm, custom_config(authz_port, cacheable=True))],
         ),
+        # gRPC CUSTOM: native ext_authz in gRPC mode, the smallest wasm gRPC callout, the filter.
+        listener("ext_authz-grpc-native", [native_grpc_ext_authz()]),
+        listener(
+            "wasm-callout-grpc-minimal",
+            [wasm_filter("callout-grpc", empty_wasm, "empty", "", "callout-grpc")],
+        ),
+        listener(
+            "custom-grpc-wasm",
+            [inline_authz("custom-grpc", wasm, custom_grpc_config(grpc_port))],
+        ),
         listener("jwt-native", [native_jwt(issuer, jwks, cache=False)]),
         listener("jwt-native-cache", [native_jwt(issuer, jwks, cache=True)]),
         listener("jwt-wasm", [inline_authz("jwt", wasm, wasm_jwt_config(issuer, jwks))]),
@@ -339,32 +410,7 @@ def envoy_config(wasm, empty_wasm, authz_port, issuer, jwks):
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
             "listeners": listeners,
-            "clusters": [
-                {
-                    "name": "authz",
-                    "connect_timeout": "1s",
-                    "type": "STATIC",
-                    "load_assignment": {
-                        "cluster_name": "authz",
-                        "endpoints": [
-                            {
-                                "lb_endpoints": [
-                                    {
-                                        "endpoint": {
-                                            "address": {
-                                                "socket_address": {
-                                                    "address": "127.0.0.1",
-                                                    "port_value": authz_port,
-                                                }
-                                            }
-                                        }
-                                    }
-                                ]
-                            }
-                        ],
-                    },
-                }
-            ],
+            "clusters": [cluster("authz", authz_port), cluster(GRPC_CLUSTER, grpc_port, http2=True)],
         },
     }
 
@@ -374,7 +420,10 @@ def envoy_config(wasm, empty_wasm, authz_port, issuer, jwks):
 
 def scenarios():
     """Each scenario: name, listener, token file (None: no token), group, native reference (the
-    scenario "vs native" compares with), target (against "native" or "no-filter", ratio)."""
+    scenario "vs native" compares with), floor (the smallest wasm filter doing the same callout,
+    for "vs floor"), target (against "native", "floor" or "no-filter", ratio), and cpu_base (the
+    scenario whose CPU per request "own CPU" is counted from: the empty wasm filter for a wasm
+    filter, no filter at all for a native one)."""
     out = [
         dict(name="no-filter", listener="no-filter", tokens=None, group="floor"),
         dict(name="wasm-empty", listener="wasm-empty", tokens=None, group="floor"),
@@ -393,6 +442,7 @@ def scenarios():
             tokens=None,
             group="ext_authz",
             native="ext_authz-native",
+            floor="wasm-callout-minimal",
             target=("native", 0.95),
         ),
         dict(
@@ -402,6 +452,30 @@ def scenarios():
             group="ext_authz",
             native="ext_authz-native",
             target=("no-filter", 0.85),
+        ),
+        # gRPC CUSTOM (envoyExtAuthzGrpc): native ext_authz in gRPC mode, the smallest wasm gRPC
+        # callout, the filter. The target is the design's: CUSTOM >= 0.95x the cheapest callout.
+        dict(
+            name="custom-grpc-native",
+            listener="ext_authz-grpc-native",
+            tokens=None,
+            group="ext_authz-grpc",
+        ),
+        dict(
+            name="wasm-callout-grpc-minimal",
+            listener="wasm-callout-grpc-minimal",
+            tokens=None,
+            group="ext_authz-grpc",
+            native="custom-grpc-native",
+        ),
+        dict(
+            name="custom-grpc-wasm",
+            listener="custom-grpc-wasm",
+            tokens=None,
+            group="ext_authz-grpc",
+            native="custom-grpc-native",
+            floor="wasm-callout-grpc-minimal",
+            target=("floor", 0.95),
         ),
     ]
     goal = {"RS256": 1.0, "ES256": 1.0, "EdDSA": 0.6, "PS256": 0.3}
@@ -432,10 +506,18 @@ def scenarios():
                     bad=os.path.join(TOKENS, f"{alg}-bad.txt"),
                 )
             )
+    wasm_listeners = ("wasm-", "inline-authz-", "custom-wasm", "custom-grpc-wasm", "jwt-wasm")
     for s in out:
         s.setdefault("native", None)
+        s.setdefault("floor", None)
         s.setdefault("target", None)
         s.setdefault("bad", None)
+        if s["name"] == "no-filter":
+            s["cpu_base"] = None
+        elif s["name"] != "wasm-empty" and s["listener"].startswith(wasm_listeners):
+            s["cpu_base"] = "wasm-empty"
+        else:
+            s["cpu_base"] = "no-filter"
     return out
 
 
@@ -548,8 +630,11 @@ def sanity_check(envoy, scenario):
         status = http_status(port, bad)
         if status != 401:
             problems.append(f"a {alg} token with a bad signature got {status}, not 401")
+    # (Not wasm-callout-grpc-minimal: it resumes on any answer of the service, a denial too;
+    # its 200 already says the gRPC call succeeded, a failed one gets 403.)
     if scenario["listener"] in (
         "ext_authz-native", "wasm-callout-minimal", "custom-wasm", "custom-wasm-cacheable",
+        "ext_authz-grpc-native", "custom-grpc-wasm",
     ):
         status = http_status(port, {"x-ext-authz": "deny"})
         if status != 403:
@@ -596,6 +681,21 @@ def children_cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def wait_for_quiet(max_others, limit):
+    """Before a round on a shared machine: wait (at most `limit` s) until the machine spent less
+    than `max_others` % of all cores on anything in the last 2 s (nothing of ours runs then)."""
+    start = time.monotonic()
+    while True:
+        wall, busy = time.monotonic(), machine_busy_seconds()
+        time.sleep(2)
+        share = (machine_busy_seconds() - busy) / ((time.monotonic() - wall) * (os.cpu_count() or 1))
+        if share * 100 <= max_others or time.monotonic() - start > limit:
+            if time.monotonic() - start > 3:
+                log(f"  waited {time.monotonic() - start:.0f} s for other load to pass "
+                    f"(now {share * 100:.0f} % of the machine)")  # fmt: skip
+            return
+
+
 def measure(envoy, authz_pid, scenario, args):
     port = envoy.ports[scenario["listener"]]
     if args.warmup > 0:
@@ -628,6 +728,11 @@ def measure(envoy, authz_pid, scenario, args):
         "envoy_cpu_seconds": round(cpu, 3),
         "wrk_cpu_seconds": round(wrk_cpu, 3),
         "authz_cpu_seconds": round(authz_cpu, 3),
+        # The authorization service's CPU per request and as a share of one core: how far it is
+        # from being the bottleneck (it shares CPU 1 with wrk).
+        "authz_cpu_us_per_request": round(authz_cpu * 1e6 / requests, 1) if requests else None,
+        "authz_cpu_pct": round(authz_cpu / wall * 100, 1) if wall else None,
+        "wrk_cpu_pct": round(wrk_cpu / wall * 100, 1) if wall else None,
         "others_cpu_pct": round(others, 1),
         "errors": errors,
     }
@@ -652,6 +757,9 @@ def summarize(plan, rounds):
             "cpu_us_per_request": median([r["cpu_us_per_request"] for r in runs]),
             "rps_rounds": [round(r["rps"], 1) for r in runs],
             "others_cpu_pct": median([r["others_cpu_pct"] for r in runs]),
+            "authz_cpu_us_per_request": median([r.get("authz_cpu_us_per_request") for r in runs]),
+            "authz_cpu_pct": median([r.get("authz_cpu_pct") for r in runs]),
+            "wrk_cpu_pct": median([r.get("wrk_cpu_pct") for r in runs]),
             "errors": sum(sum(r["errors"].values()) for r in runs),
         }
     base = rows.get("no-filter", {}).get("rps")
@@ -665,6 +773,19 @@ def summarize(plan, rounds):
             else None
         )
         row["vs_no_filter"] = row["rps"] / base if base and s["name"] != "no-filter" else None
+        row["floor"] = s["floor"]
+        row["vs_floor"] = (
+            row["rps"] / rows[s["floor"]]["rps"]
+            if s["floor"] and rows.get(s["floor"], {}).get("rps")
+            else None
+        )
+        row["cpu_base"] = s["cpu_base"]
+        base_cpu = rows.get(s["cpu_base"], {}).get("cpu_us_per_request") if s["cpu_base"] else None
+        row["own_cpu_us"] = (
+            row["cpu_us_per_request"] - base_cpu
+            if base_cpu is not None and row["cpu_us_per_request"] is not None
+            else None
+        )
         native_cpu = rows.get(s["native"], {}).get("cpu_us_per_request") if s["native"] else None
         row["cpu_vs_native_us"] = (
             row["cpu_us_per_request"] - native_cpu
@@ -674,14 +795,22 @@ def summarize(plan, rounds):
         row["target"] = None
         if s["target"]:
             against, ratio = s["target"]
-            value = row["vs_native"] if against == "native" else row["vs_no_filter"]
-            reference = s["native"] if against == "native" else "no-filter"
+            value, reference = {
+                "native": (row["vs_native"], s["native"]),
+                "floor": (row["vs_floor"], s["floor"]),
+                "no-filter": (row["vs_no_filter"], "no-filter"),
+            }[against]
             row["target"] = {
+                "kind": against,
                 "ratio": ratio,
                 "against": reference,
                 "value": value,
                 "met": value is not None and value >= ratio,
             }
+    # The native reference's own CPU beside the filter's (computed once every row has its own).
+    for s in plan:
+        row = rows[s["name"]]
+        row["native_own_cpu_us"] = rows.get(s["native"], {}).get("own_cpu_us") if s["native"] else None
     return rows
 
 
@@ -692,17 +821,19 @@ def fmt(value, pattern, empty="–"):
 def target_text(t):
     if not t:
         return ""
+    # Against the native reference unless it says so (the floor, no filter).
+    goal = f"≥{t['ratio']:.2f}×" + {"native": "", "floor": " floor", "no-filter": " no filter"}[t["kind"]]
     if t["value"] is None:
-        return f"≥{t['ratio']:.2f}× ?"
+        return f"{goal} ?"
     if t["met"]:
-        return f"≥{t['ratio']:.2f}× met"
-    return f"≥{t['ratio']:.2f}× missed by {t['ratio'] - t['value']:.2f}"
+        return f"{goal} met"
+    return f"{goal} missed by {t['ratio'] - t['value']:.2f}"
 
 
 def table(plan, rows):
     header = [
-        "scenario", "RPS", "p50 µs", "p99 µs", "CPU µs/req", "vs native", "native reference",
-        "vs no filter", "target", "others %",
+        "scenario", "RPS", "p50 µs", "p99 µs", "CPU µs/req", "own CPU µs", "native's own",
+        "vs native", "native reference", "vs floor", "floor", "vs no filter", "target", "others %",
     ]  # fmt: skip
     lines = []
     for s in plan:
@@ -714,14 +845,18 @@ def table(plan, rows):
             fmt(r["p50_us"], "{:,.0f}"),
             fmt(r["p99_us"], "{:,.0f}"),
             fmt(r["cpu_us_per_request"], "{:.1f}"),
+            fmt(r["own_cpu_us"], "{:+.1f}", ""),
+            fmt(r["native_own_cpu_us"], "{:+.1f}", ""),
             fmt(r["vs_native"], "{:.2f}×", ""),
             s["native"] or "",
+            fmt(r["vs_floor"], "{:.2f}×", ""),
+            s["floor"] or "",
             fmt(r["vs_no_filter"], "{:.2f}×", ""),
             target_text(r["target"]),
             fmt(r["others_cpu_pct"], "{:.1f}"),
         ])  # fmt: skip
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    right = {1, 2, 3, 4, 5, 7, 9}
+    right = {1, 2, 3, 4, 5, 6, 7, 9, 11, 13}
 
     def render(cells):
         out = []
@@ -757,15 +892,15 @@ def chart(plan, rows, path, title):
     colors = []
     for n in names:
         t = rows[n]["target"]
-        if not t or t["against"] == "no-filter":
-            colors.append("#999999")  # no target against native (cacheable: see the right panel)
+        if not t or t["kind"] != "native":
+            colors.append("#999999")  # no target against native (see the right panel, the table)
         else:
             colors.append("#2e8b57" if t["met"] else "#c0392b")
     left.barh(names, values, color=colors)
     for i, n in enumerate(names):
         t = rows[n]["target"]
         left.text(values[i] + 0.01, i, f"{values[i]:.2f}×", va="center", fontsize=8)
-        if t and t["against"] != "no-filter":
+        if t and t["kind"] == "native":
             left.plot([t["ratio"]] * 2, [i - 0.4, i + 0.4], color="black", linewidth=1.5)
     left.axvline(1.0, color="#555555", linestyle="--", linewidth=0.8)
     left.set_xlabel("RPS ratio: inline-authz / native Envoy filter\n"
@@ -777,14 +912,15 @@ def chart(plan, rows, path, title):
     values = [rows[n]["vs_no_filter"] for n in names]
     colors = [
         "#3477b5" if n.endswith("-wasm") or "-wasm-" in n or n.startswith("inline-authz")
-        else ("#bbbbbb" if n in ("wasm-empty", "wasm-callout-minimal") else "#e08e2b")
+        else ("#bbbbbb" if n in ("wasm-empty", "wasm-callout-minimal", "wasm-callout-grpc-minimal")
+              else "#e08e2b")
         for n in names
     ]  # fmt: skip
     right.barh(names, values, color=colors)
     for i, n in enumerate(names):
         right.text(values[i] + 0.01, i, f"{values[i]:.2f}×", va="center", fontsize=8)
         t = rows[n]["target"]
-        if t and t["against"] == "no-filter":
+        if t and t["kind"] == "no-filter":
             right.plot([t["ratio"]] * 2, [i - 0.4, i + 0.4], color="black", linewidth=1.5)
     right.axvline(1.0, color="#555555", linestyle="--", linewidth=0.8)
     right.set_xlabel("RPS ratio to no filter (blue: inline-authz, orange: native, grey: floor wasm filters)\n"
@@ -824,7 +960,14 @@ def main():
     parser.add_argument("--wasm", help="the filter's .wasm (default: cargo wasm's output)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin Envoy to CPU 0 and wrk to CPU 1")
+    parser.add_argument("--max-others", type=float, metavar="PCT",
+                        help="a shared machine: before each run wait (up to 20 s) for a quiet moment, "
+                        "and run a scenario again when its run had more than PCT %% of other load")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="with --max-others: times one run may be run again (the cleanest is kept)")
     parser.add_argument("--out", default=RESULTS, help="results directory")
+    parser.add_argument("--name", default="latest",
+                        help="results file name: OUT/NAME.md, .json, .png (default latest)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, 2, 1
@@ -875,7 +1018,9 @@ def main():
     if args.only:
         keep = re.compile(args.only)
         chosen = {s["name"] for s in plan if keep.search(s["name"])}
-        chosen |= {s["native"] for s in plan if s["name"] in chosen and s["native"]}
+        # With the references their ratios and "own CPU" need.
+        for ref in ("native", "floor", "cpu_base"):
+            chosen |= {s[ref] for s in plan if s["name"] in chosen and s[ref]}
         plan = [s for s in plan if s["name"] in chosen or s["name"] == "no-filter"]
     per_round = len(plan) * (args.warmup + args.duration + 0.3)
     log(
@@ -891,20 +1036,24 @@ def main():
     started_at = datetime.datetime.now(datetime.timezone.utc)
     revision = git_revision()  # at the start: the .wasm was just built from this tree
     rounds = []
+    discarded = []  # runs thrown away for other load (--max-others)
     try:
         authz = start(
             pinned([AUTHZ_BIN, "0"], 1, args.pin), stdout=subprocess.PIPE, text=True,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        line = authz.stdout.readline()
-        match = re.search(r":(\d+)\s*$", line)
-        if not match:
-            sys.exit(f"the authorization service did not start: {line!r}")
-        authz_port = int(match.group(1))
-        config = envoy_config(wasm, EMPTY_WASM, authz_port, issuer, jwks)
+        ports = []
+        for _ in ("authz", "authz-grpc"):  # two lines: "authz on 127.0.0.1:P", "authz-grpc on ..."
+            line = authz.stdout.readline()
+            match = re.search(r":(\d+)\s*$", line)
+            if not match:
+                sys.exit(f"the authorization service did not start: {line!r}")
+            ports.append(int(match.group(1)))
+        authz_port, grpc_port = ports
+        config = envoy_config(wasm, EMPTY_WASM, authz_port, grpc_port, issuer, jwks)
         envoy = Envoy(binary, config, os.path.join(WORK, "envoy"), args.pin)
         log(f"envoy pid {envoy.pid} ({envoy.exe()}), admin 127.0.0.1:{envoy.admin_port}, "
-            f"authorization service 127.0.0.1:{authz_port}, pinned: {args.pin}")  # fmt: skip
+            f"authorization service 127.0.0.1:{authz_port} (gRPC {grpc_port}), pinned: {args.pin}")  # fmt: skip
         problems = []
         for s in plan:
             problems += [f"{s['name']}: {p}" for p in sanity_check(envoy, s)]
@@ -912,18 +1061,33 @@ def main():
             sys.exit("sanity check failed:\n  " + "\n  ".join(problems)
                      + "\n--- envoy log ---\n" + envoy.log_tail())  # fmt: skip
         log("sanity: every scenario answers 200; bad tokens 401, denied checks 403")
+        budget = args.rounds * len(plan)  # --max-others: runs again in all, at most
         for n in range(args.rounds):
             log(f"round {n + 1}/{args.rounds}")
             results = {}
             for s in plan:
-                r = measure(envoy, authz.pid, s, args)
-                results[s["name"]] = r
-                warn = f"  ERRORS {r['errors']}" if r["errors"] else ""
-                log(
-                    f"  {s['name']:<32} {r['rps']:>9,.0f} rps  p50 {r['p50_us']:>6,} µs  "
-                    f"p99 {r['p99_us']:>6,} µs  cpu {r['cpu_us_per_request']:6.1f} µs/req  "
-                    f"others {r['others_cpu_pct']:4.1f}%{warn}"
-                )
+                tries = []
+                while True:
+                    if args.max_others is not None:
+                        wait_for_quiet(args.max_others, 20)
+                    r = measure(envoy, authz.pid, s, args)
+                    tries.append(r)
+                    warn = f"  ERRORS {r['errors']}" if r["errors"] else ""
+                    log(
+                        f"  {s['name']:<32} {r['rps']:>9,.0f} rps  p50 {r['p50_us']:>6,} µs  "
+                        f"p99 {r['p99_us']:>6,} µs  cpu {r['cpu_us_per_request']:6.1f} µs/req  "
+                        f"others {r['others_cpu_pct']:4.1f}%{warn}"
+                    )
+                    if (args.max_others is None or r["others_cpu_pct"] <= args.max_others
+                            or len(tries) > args.retries or budget <= 0):  # fmt: skip
+                        break
+                    budget -= 1
+                    log(f"  {'':<32} other load above {args.max_others:g} %: again")
+                # The cleanest of the tries; the others are kept in the JSON.
+                best = min(tries, key=lambda t: t["others_cpu_pct"])
+                best["tries"] = len(tries)
+                results[s["name"]] = best
+                discarded += [dict(t, scenario=s["name"], round=n + 1) for t in tries if t is not best]
             rounds.append(results)
             if envoy.proc.poll() is not None:
                 sys.exit(f"envoy died\n{envoy.log_tail()}")
@@ -944,6 +1108,8 @@ def main():
         "pinned": args.pin,
         "distinct_tokens": args.tokens,
         "quick": args.quick,
+        "max_others_pct": args.max_others,
+        "runs_discarded": len(discarded),
     }
     wasm_info = {
         "path": os.path.relpath(wasm_src, ROOT),
@@ -971,7 +1137,10 @@ def main():
         f"- Envoy {info['envoy']} (`--concurrency 1`, V8), {info['wrk']} (`-t1 -c{args.connections}`)"
         f", Envoy pinned to CPU 0 and wrk + authorization service to CPU 1: {'yes' if args.pin else 'no'}",
         f"- {args.rounds} interleaved round(s), {args.warmup} s warm-up + {args.duration} s measured per "
-        f"scenario and round; medians of the rounds; {args.tokens} distinct tokens per algorithm",
+        f"scenario and round; medians of the rounds; {args.tokens} distinct tokens per algorithm"
+        + (f"; a run with more than {args.max_others:g} % of other load ran again, up to "
+           f"{args.retries} times (the cleanest kept; {len(discarded)} runs discarded)"
+           if args.max_others is not None else ""),
         f"- source: {revision}; {size_line}"
         + ("; **the .wasm was older than src/**" if stale else ""),
         "",
@@ -979,19 +1148,37 @@ def main():
         "",
         "RPS: requests per second; p50/p99: wrk latency percentiles; CPU µs/req: Envoy process CPU "
         "time (user + system, all threads) during the measured run / requests served. "
-        "vs native: RPS / RPS of the native reference scenario; vs no filter: RPS / RPS of no-filter; "
+        "own CPU µs: CPU µs/req over that of wasm-empty for a wasm filter, over no-filter for a "
+        "native one (and for wasm-empty); native's own: the same for the native reference. "
+        "vs native: RPS / RPS of the native reference scenario; vs floor: RPS / RPS of the smallest "
+        "wasm filter making the same callout; vs no filter: RPS / RPS of no-filter; "
         "others %: CPU used by anything but Envoy, wrk and the authorization service during the "
         "measured runs, as a share of all cores (median of the rounds; noise).",
     ]
+    called = [s for s in plan if rows[s["name"]].get("authz_cpu_us_per_request")]
+    if called:
+        md += [
+            "",
+            "The authorization service (pinned with wrk to CPU 1; medians of the rounds): its CPU per "
+            "request, its share of one core, and wrk's. 1,000,000 / (µs per request) is what one core "
+            "of it could answer.",
+            "",
+            "| scenario | service CPU µs/req | service % of a core | wrk % of a core |",
+            "|---|---:|---:|---:|",
+        ]
+        for s in called:
+            r = rows[s["name"]]
+            md.append(f"| {s['name']} | {fmt(r['authz_cpu_us_per_request'], '{:.1f}')} | "
+                      f"{fmt(r['authz_cpu_pct'], '{:.0f}')} | {fmt(r['wrk_cpu_pct'], '{:.0f}')} |")  # fmt: skip
     if misses:
         md += ["", "Targets missed:"]
         for n, t in misses:
             md.append(f"- {n}: {t['value']:.2f}× {t['against']}, target ≥{t['ratio']:.2f}× "
                       f"(short by {t['ratio'] - t['value']:.2f})")  # fmt: skip
     if any(r["errors"] for r in rows.values()):
-        md += ["", "⚠: some requests failed or got a non-2xx status (see latest.json)."]
+        md += ["", f"⚠: some requests failed or got a non-2xx status (see {args.name}.json)."]
     os.makedirs(args.out, exist_ok=True)
-    write_atomic(os.path.join(args.out, "latest.md"), "\n".join(md) + "\n")
+    write_atomic(os.path.join(args.out, f"{args.name}.md"), "\n".join(md) + "\n")
     document = {
         "started_at": started_at.isoformat(),
         "machine": info,
@@ -1002,10 +1189,11 @@ def main():
             {"name": s["name"], **{k: v for k, v in rows[s["name"]].items()}} for s in plan
         ],
         "rounds": rounds,
+        "discarded_runs": discarded,
     }
-    write_atomic(os.path.join(args.out, "latest.json"), json.dumps(document, indent=1) + "\n")
+    write_atomic(os.path.join(args.out, f"{args.name}.json"), json.dumps(document, indent=1) + "\n")
     png = chart(
-        plan, rows, os.path.join(args.out, "latest.png"),
+        plan, rows, os.path.join(args.out, f"{args.name}.png"),
         f"inline-authz vs native Envoy {info['envoy']} filters — {info['cpu_model']}, "
         f"{info['cores']} cores — median of {args.rounds} round(s), {when}",
     )  # fmt: skip
@@ -1016,7 +1204,8 @@ def main():
     for n, t in misses:
         log(f"target missed: {n}: {t['value']:.2f}× {t['against']} (target ≥{t['ratio']:.2f}×)")
     rel = os.path.relpath(args.out, ROOT)
-    log(f"written: {rel}/latest.md, {rel}/latest.json" + (f", {rel}/latest.png" if png else ""))
+    log(f"written: {rel}/{args.name}.md, {rel}/{args.name}.json"
+        + (f", {rel}/{args.name}.png" if png else ""))
 
 
 if __name__ == "__main__":
