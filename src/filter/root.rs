@@ -365,10 +365,7 @@ impl Plugin {
                     target.cluster,
                     error.status
                 );
-                shared.metrics.increment(host, Metric::JwksFetchFailed);
-                shared.keys.fetched(rule, now, Err(error.status));
-                self.publish_failure(host, shared, rule, jwt_rule, now);
-                self.wake(host, rule);
+                self.fetch_failed(host, shared, rule, jwt_rule, now, error.status);
             }
         }
     }
@@ -427,12 +424,26 @@ impl Plugin {
                     "jwks discovery for {:?} failed: {why}; keeping the last good keys",
                     jwt_rule.issuer
                 );
-                shared.metrics.increment(host, Metric::JwksFetchFailed);
-                shared.keys.fetched(rule, now, Err(why));
-                self.publish_failure(host, shared, rule, jwt_rule, now);
-                self.wake(host, rule);
+                self.fetch_failed(host, shared, rule, jwt_rule, now, why);
             }
         }
+    }
+
+    /// A fetch (or discovery) that came to nothing: counted, the last good keys kept, the other
+    /// VMs told when no VM has keys, and the waiting requests let go on.
+    fn fetch_failed(
+        &self,
+        host: &dyn Host,
+        shared: &Shared,
+        rule: usize,
+        jwt_rule: &JwtRule,
+        now: SystemTime,
+        why: String,
+    ) {
+        shared.metrics.increment(host, Metric::JwksFetchFailed);
+        shared.keys.fetched(rule, now, Err(why));
+        self.publish_failure(host, shared, rule, jwt_rule, now);
+        self.wake(host, rule);
     }
 
     /// Adopts a fresher key set another worker fetched; true when it did.
