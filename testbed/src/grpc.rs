@@ -13,18 +13,15 @@
 //! die first (spawned like Envoy, `PR_SET_PDEATHSIG`).
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::channel;
 use std::thread;
-use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::envoy::{repo_root, spawn_tied_to_us, unprepared};
 use crate::http::Call;
+use crate::python;
 
 /// The request header that selects a fault mode of the server.
 pub const FAULT_HEADER: &str = "x-grpc-fault";
@@ -32,9 +29,6 @@ pub const FAULT_HEADER: &str = "x-grpc-fault";
 pub const OVERRIDE_VALUE: &str = "grpc-additional-header-override-value";
 /// The Python modules the server needs, as `pip` names them.
 pub const PIP_PACKAGES: &str = "grpcio xds-protos";
-
-/// The exit code of the script when a Python module is missing.
-const MISSING_MODULE: i32 = 3;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -52,74 +46,35 @@ impl GrpcAuthz {
     /// prerequisite check: an error where prerequisites are required (CI, `scripts/test`), else
     /// the test binary stops with one line saying what to install.
     pub fn start() -> Result<GrpcAuthz, String> {
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-        let script = repo_root().join("testbed/grpc/authz_server.py");
         let log = std::env::temp_dir().join(format!(
             "inline-authz-grpc-{}-{}.log",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::SeqCst)
         ));
-        let stderr = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let mut command = Command::new(&python);
-        command
-            .arg("-u")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        let mut child = spawn_tied_to_us(command).map_err(|e| {
-            unprepared(format!(
-                "cannot start {python} for the gRPC ext_authz server ({e}): \
-                 install Python 3, then pip install {PIP_PACKAGES}"
-            ))
-        })?;
-        let Some(stdout) = child.stdout.take() else {
-            let _ = child.kill();
-            return Err("the gRPC ext_authz server has no stdout".into());
-        };
-        // The first line holds the ports; the rest (nothing, normally) is drained so the
-        // server never blocks on a full pipe.
-        let (tx, rx) = channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut first = String::new();
-            let read = reader.read_line(&mut first).map(|_| first);
-            let _ = tx.send(read);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .map_err(|_| "the gRPC ext_authz server printed no ports within 30 s".to_string())
-            .and_then(|read| read.map_err(|e| e.to_string()));
-        let ports = line.as_deref().ok().and_then(|line| {
-            let mut words = line.split_whitespace().map(str::parse::<u16>);
-            match (words.next(), words.next()) {
-                (Some(Ok(grpc)), Some(Ok(http))) => Some((grpc, http)),
-                _ => None,
-            }
-        });
-        match ports {
-            Some((grpc_port, http_port)) => Ok(GrpcAuthz {
+        let started = python::start(
+            "the gRPC ext_authz server",
+            "testbed/grpc/authz_server.py",
+            &[],
+            &log,
+            PIP_PACKAGES,
+            |line| {
+                let mut words = line.split_whitespace().map(str::parse::<u16>);
+                match (words.next(), words.next()) {
+                    (Some(Ok(grpc)), Some(Ok(http))) => Some((grpc, http)),
+                    _ => None,
+                }
+            },
+        );
+        match started {
+            Ok((child, (grpc_port, http_port))) => Ok(GrpcAuthz {
                 child,
                 grpc_port,
                 http_port,
                 log,
             }),
-            None => {
-                let _ = child.kill();
-                let status = child.wait().ok().and_then(|s| s.code());
-                let mut errors = String::new();
-                let _ = fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut errors));
+            Err(error) => {
                 let _ = fs::remove_file(&log);
-                if status == Some(MISSING_MODULE) {
-                    return Err(unprepared(format!(
-                        "Python packages of the gRPC ext_authz server missing ({python}): \
-                         pip install {PIP_PACKAGES}"
-                    )));
-                }
-                Err(format!(
-                    "the gRPC ext_authz server did not start (first line {line:?}, exit {status:?}):\n{errors}"
-                ))
+                Err(error)
             }
         }
     }
