@@ -396,6 +396,9 @@ pub mod fake {
         pub body: String,
     }
 
+    /// What a test runs before it reads a count (`FakeHost::before_metric_read`).
+    pub type MetricsFlush = Box<dyn Fn(&FakeHost)>;
+
     pub struct FakeHost {
         pub request_headers: RefCell<Vec<(String, Vec<u8>)>>,
         pub body: RefCell<Vec<u8>>,
@@ -427,6 +430,9 @@ pub mod fake {
         pub shared: SharedStore,
         pub tick_period: Cell<Option<Duration>>,
         pub effective_context: Cell<Option<u32>>,
+        /// Run before `metric` reads a count: the filter keeps its counts until the tick, and a
+        /// test flushes them here (as the tick would).
+        pub before_metric_read: RefCell<Vec<MetricsFlush>>,
     }
 
     impl Default for FakeHost {
@@ -455,6 +461,7 @@ pub mod fake {
                 shared: SharedStore::default(),
                 tick_period: Cell::new(None),
                 effective_context: Cell::new(None),
+                before_metric_read: RefCell::default(),
             }
         }
     }
@@ -556,6 +563,9 @@ pub mod fake {
 
         /// The value of a counter by name.
         pub fn metric(&self, name: &str) -> i64 {
+            for flush in self.before_metric_read.borrow().iter() {
+                flush(self);
+            }
             let id = self.metrics.borrow().iter().position(|m| m == name);
             id.and_then(|id| self.counts.borrow().get(&(id as u32)).copied())
                 .unwrap_or(0)

@@ -88,6 +88,7 @@ fn every_local_reply_names_why_when_asked() {
 #[test]
 fn prometheus_shows_denials_by_policy_and_reason_as_labels() {
     observe(&BED, "reasons", &|m| Call::get(&format!("/admin?{m}")));
+    std::thread::sleep(testbed::envoy::FLUSH);
     let text = BED.envoy.admin("/stats/prometheus").unwrap();
     let line = |needle: &str| {
         text.lines()

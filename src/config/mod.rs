@@ -94,6 +94,15 @@ pub struct Config {
     pub local_reply_body: LocalReplyBody,
 }
 
+impl Config {
+    /// Nothing to do for any request: no `jwtRules`, no policy (dry-run ones included), no audit
+    /// record. Such a plugin costs what an empty wasm filter costs: no hostcall, no header read,
+    /// no path normalization (the request goes on exactly as it came).
+    pub fn is_idle(&self) -> bool {
+        self.jwt.is_empty() && self.policies.is_empty() && !self.audit_record
+    }
+}
+
 /// `localReplyBody`: how the filter writes the body of its local replies (what Envoy's
 /// `local_reply_config` does for Envoy's own replies, in one switch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -218,6 +227,13 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         })?,
     );
     policies.challenge_tokenless = !jwt.is_empty();
+    let local_reply_body = raw
+        .local_reply_body
+        .map_or_else(LocalReplyBody::default, |OneOf(b)| b.into());
+    let needs = Needs {
+        headers: needs.headers || !jwt.is_empty() || local_reply_body == LocalReplyBody::Json,
+        ..needs
+    };
 
     Ok(Config {
         jwt,
@@ -236,9 +252,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             .signature_backend
             .map_or_else(SignatureBackendChoice::default, |OneOf(s)| s.into()),
         audit_record: raw.audit_record,
-        local_reply_body: raw
-            .local_reply_body
-            .map_or_else(LocalReplyBody::default, |OneOf(b)| b.into()),
+        local_reply_body,
     })
 }
 

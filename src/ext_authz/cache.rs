@@ -88,17 +88,28 @@ impl DecisionCache {
         self.0.capacity()
     }
 
+    /// No answer kept (expired ones may still count until they are evicted).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub(crate) fn get(&self, key: &[u8], now: u64) -> Option<Rc<CallResponse>> {
         self.0.get(key, now)
     }
 
-    /// Keeps the answer if its `Cache-Control` allows; returns whether it did.
-    pub fn offer(&self, key: Vec<u8>, response: &CallResponse, now: u64) -> bool {
+    /// Whether `offer` would keep this answer (its `Cache-Control` allows, the cache is on).
+    pub(crate) fn accepts(&self, response: &CallResponse) -> bool {
+        self.0.capacity() > 0 && max_age(response).is_some()
+    }
+
+    /// Keeps the answer if its `Cache-Control` allows; returns whether it did. The key is only
+    /// made then.
+    pub fn offer(&self, key: impl FnOnce() -> Vec<u8>, response: &CallResponse, now: u64) -> bool {
         let Some(age) = max_age(response).filter(|_| self.0.capacity() > 0) else {
             return false;
         };
         self.0
-            .insert(Rc::from(key), Rc::new(response.clone()), now + age);
+            .insert(Rc::from(key()), Rc::new(response.clone()), now + age);
         true
     }
 }
@@ -192,18 +203,18 @@ mod tests {
     fn entries_expire_and_the_cache_is_bounded() {
         let cache = DecisionCache::new(2);
         let ok = answer(200, &["max-age=10"]);
-        assert!(cache.offer(vec![1; 32], &ok, 100));
+        assert!(cache.offer(|| vec![1; 32], &ok, 100));
         assert!(cache.get(&[1; 32], 109).is_some());
         assert!(cache.get(&[1; 32], 110).is_none(), "expired");
-        cache.offer(vec![2; 32], &ok, 100);
-        cache.offer(vec![3; 32], &ok, 100);
-        cache.offer(vec![4; 32], &ok, 100);
+        cache.offer(|| vec![2; 32], &ok, 100);
+        cache.offer(|| vec![3; 32], &ok, 100);
+        cache.offer(|| vec![4; 32], &ok, 100);
         assert!(cache.get(&[2; 32], 101).is_none(), "oldest evicted");
         assert!(cache.get(&[4; 32], 101).is_some());
         assert!(
-            !DecisionCache::new(0).offer(vec![5; 32], &ok, 100),
+            !DecisionCache::new(0).offer(|| vec![5; 32], &ok, 100),
             "size 0 disables it"
         );
-        assert!(!cache.offer(vec![6; 32], &answer(200, &[]), 100));
+        assert!(!cache.offer(|| vec![6; 32], &answer(200, &[]), 100));
     }
 }

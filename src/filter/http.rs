@@ -4,6 +4,7 @@
 //! `AuthzRequest::end`: it is forwarded (continued or resumed) or gets one local reply. A hostcall
 //! that fails on the way ends it there too, closed, with a 500.
 
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::SystemTime;
@@ -41,6 +42,9 @@ pub struct Shared {
     pub(crate) decisions: DecisionCache,
     /// RS*/ES* signatures go to the host's `verify_signature` (probed once at start).
     pub host_crypto: bool,
+    /// The time of the root context's last tick: what requests take as "now" (`exp`, `nbf`,
+    /// cache lifetimes) instead of a clock hostcall each. Unset until the first tick.
+    clock: Cell<Option<SystemTime>>,
 }
 
 impl Shared {
@@ -53,7 +57,22 @@ impl Shared {
             tokens: TokenCache::new(config.jwt_cache_size),
             decisions: DecisionCache::new(config.decision_cache_size),
             host_crypto,
+            clock: Cell::new(None),
         }
+    }
+
+    /// The tick's time (one-second precision is all `exp`, `nbf` and cache lifetimes need; the
+    /// tick comes every `root::TICK`), or the host's clock before the first tick.
+    pub(crate) fn now(&self, host: &dyn Host) -> HostResult<SystemTime> {
+        match self.clock.get() {
+            Some(now) => Ok(now),
+            None => host.now(),
+        }
+    }
+
+    /// The root context's tick: the time requests take from now on.
+    pub(crate) fn set_clock(&self, now: SystemTime) {
+        self.clock.set(Some(now));
     }
 }
 
@@ -111,9 +130,8 @@ enum State {
     /// A check request is out; `token` matches its answer to this request.
     Calling {
         token: u32,
-        started: SystemTime,
         /// Decision-cache key of the check request (only when answers can be cached).
-        cache_key: Option<Vec<u8>>,
+        cache: Option<CacheKey>,
         checks: Checks,
     },
     /// Forwarded; these header changes go on the response.
@@ -187,12 +205,19 @@ enum Resume {
     Yes,
 }
 
+/// The decision-cache key of a check request in flight: made for the lookup, or made from the
+/// request if its answer is cacheable (most answers are not: no key is copied for them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CacheKey {
+    Built(Vec<u8>),
+    Later(ext_authz::CheckRequest),
+}
+
 /// What sending a check request came to.
 enum Dispatch {
     Sent {
         token: u32,
-        started: SystemTime,
-        cache_key: Option<Vec<u8>>,
+        cache: Option<CacheKey>,
     },
     /// An identical HTTP check was answered cacheably before.
     Cached(Rc<CallResponse>),
@@ -333,16 +358,12 @@ impl AuthzRequest {
             );
             return;
         }
-        let State::Calling {
-            started,
-            cache_key,
-            checks,
-            ..
-        } = std::mem::replace(&mut self.state, State::Replied)
+        let State::Calling { cache, checks, .. } =
+            std::mem::replace(&mut self.state, State::Replied)
         else {
             return;
         };
-        let next = self.answered(host, started, cache_key, checks, response);
+        let next = self.answered(host, cache, checks, response);
         let next = self.or_fail_closed(next);
         self.end(host, next, Resume::Yes);
     }
@@ -393,7 +414,7 @@ impl AuthzRequest {
             Next::Reply(reply) => {
                 self.state = State::Replied;
                 self.shared.body_watch.forget(self.context_id);
-                self.shared.metrics.increment(host, reply.denial.metric());
+                self.shared.metrics.increment(reply.denial.metric());
                 let reason = reply.denial.reason();
                 self.audit(host, Some(&reason));
                 let json = self.json_reply(&reply, &reason);
@@ -498,7 +519,7 @@ impl AuthzRequest {
                 };
                 Ok(self.ask(host, checks))
             }
-            Decision::Local(_) => Ok(self.decide_locally(host, Vec::new())),
+            Decision::Local(_) => Ok(self.decide_locally(Vec::new())),
         }
     }
 
@@ -508,7 +529,7 @@ impl AuthzRequest {
         if jwt.is_empty() {
             return Ok(None);
         }
-        let now = host.now()?;
+        let now = self.shared.now(host)?;
         self.shared.keys.set_now(now);
         let host_crypto = HostCrypto { host };
         let backend: &dyn SignatureBackend = if self.shared.host_crypto {
@@ -526,13 +547,13 @@ impl AuthzRequest {
         match jwt.authenticate(&verifier, &self.attributes.headers) {
             Outcome::NoToken => Ok(None),
             Outcome::Verified { auth, mutations } => {
-                self.shared.metrics.increment(host, Metric::JwtAllowed);
+                self.shared.metrics.increment(Metric::JwtAllowed);
                 self.apply_to_request(host, &mutations)?;
                 self.attributes.auth = Some(auth);
                 Ok(None)
             }
             Outcome::Failed(status) => {
-                self.shared.metrics.increment(host, Metric::JwtDenied);
+                self.shared.metrics.increment(Metric::JwtDenied);
                 log::info!("#{} denied: {}", self.context_id, status.message());
                 Ok(Some(self.jwt_reply(status)))
             }
@@ -553,7 +574,7 @@ impl AuthzRequest {
     fn ask(&mut self, host: &dyn Host, checks: Checks) -> Next {
         let config = Rc::clone(&self.config);
         let Some(check) = checks.list.get(checks.next).copied() else {
-            return self.decide_locally(host, checks.downstream);
+            return self.decide_locally(checks.downstream);
         };
         let Some(provider) = config.providers.get(check.provider) else {
             log::error!("#{} CUSTOM policy without a provider", self.context_id);
@@ -577,7 +598,7 @@ impl AuthzRequest {
             if !options.allow_partial_message
                 && declared.is_some_and(|len| len > u64::from(options.max_request_bytes))
             {
-                return self.too_large(host);
+                return self.too_large();
             }
             if body == Body::Coming && !self.waiting_for_body() {
                 if self.shared.body_watch.delivery() == BodyDelivery::Never {
@@ -585,7 +606,7 @@ impl AuthzRequest {
                     return Next::Reply(LocalReply::internal());
                 }
                 log::debug!("#{} waiting for the request body", self.context_id);
-                match host.now() {
+                match self.shared.now(host) {
                     Ok(now) => self.shared.body_watch.waiting(self.context_id, now),
                     Err(error) => return self.or_fail_closed(Err(error)),
                 }
@@ -594,7 +615,7 @@ impl AuthzRequest {
             return Next::Wait;
         };
         if size > max && !options.allow_partial_message {
-            return self.too_large(host);
+            return self.too_large();
         }
         let next = match host.request_body(max.min(size)) {
             Ok(bytes) => {
@@ -623,15 +644,10 @@ impl AuthzRequest {
             Service::Grpc(grpc) => self.check_grpc(host, provider, grpc, &checks, body)?,
         };
         match dispatched {
-            Dispatch::Sent {
-                token,
-                started,
-                cache_key,
-            } => {
+            Dispatch::Sent { token, cache } => {
                 self.state = State::Calling {
                     token,
-                    started,
-                    cache_key,
+                    cache,
                     checks,
                 };
                 Ok(Next::Wait)
@@ -683,18 +699,21 @@ impl AuthzRequest {
         if let Some(error) = source.failed.into_inner() {
             return Err(error);
         }
-        // One clock read for the cache and the latency (each hostcall costs about a microsecond).
-        let now = host.now()?;
-        // The key copies the whole check request: only built when answers can be cached.
-        let cache_key = (self.shared.decisions.capacity() > 0)
+        // The key copies the whole check request: built for a lookup only when the cache holds
+        // answers; otherwise the request itself is kept, and the key made only if the answer
+        // turns out cacheable.
+        let decisions = &self.shared.decisions;
+        let cache_key = (decisions.capacity() > 0 && !decisions.is_empty())
             .then(|| crate::ext_authz::cache::key(&provider.cluster, &request));
-        let cached = cache_key
-            .as_ref()
-            .and_then(|key| self.shared.decisions.get(key, unix_seconds(now)));
+        let cached = match &cache_key {
+            Some(key) => {
+                let now = unix_seconds(self.shared.now(host)?);
+                decisions.get(key, now)
+            }
+            None => None,
+        };
         if let Some(answer) = cached {
-            self.shared
-                .metrics
-                .increment(host, Metric::ExtAuthzCacheHit);
+            self.shared.metrics.increment(Metric::ExtAuthzCacheHit);
             log::debug!(
                 "#{} ext_authz answer taken from the decision cache",
                 self.context_id
@@ -706,21 +725,22 @@ impl AuthzRequest {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        Ok(
-            match host.dispatch_http_call(
-                &provider.cluster,
-                &headers,
-                request.body.as_deref(),
-                provider.timeout,
-            ) {
-                Ok(token) => Dispatch::Sent {
-                    token,
-                    started: now,
-                    cache_key,
-                },
-                Err(error) => Dispatch::Failed(error),
-            },
-        )
+        let dispatched = host.dispatch_http_call(
+            &provider.cluster,
+            &headers,
+            request.body.as_deref(),
+            provider.timeout,
+        );
+        drop(headers);
+        let cache = match cache_key {
+            Some(key) => Some(CacheKey::Built(key)),
+            None if decisions.capacity() > 0 => Some(CacheKey::Later(request)),
+            None => None,
+        };
+        Ok(match dispatched {
+            Ok(token) => Dispatch::Sent { token, cache },
+            Err(error) => Dispatch::Failed(error),
+        })
     }
 
     /// The gRPC `CheckRequest`, with the connection's attributes read from the host.
@@ -732,7 +752,7 @@ impl AuthzRequest {
         checks: &Checks,
         body: Option<&RequestBody>,
     ) -> HostResult<Dispatch> {
-        let now = host.now()?;
+        let now = self.shared.now(host)?;
         let size = match checks.body {
             Body::Buffered { size, .. } => i64::try_from(size).unwrap_or(i64::MAX),
             _ => 0,
@@ -753,11 +773,7 @@ impl AuthzRequest {
                 &message,
                 provider.timeout,
             ) {
-                Ok(token) => Dispatch::Sent {
-                    token,
-                    started: now,
-                    cache_key: None,
-                },
+                Ok(token) => Dispatch::Sent { token, cache: None },
                 Err(error) => Dispatch::Failed(error),
             },
         )
@@ -809,22 +825,16 @@ impl AuthzRequest {
         })
     }
 
-    /// The answer to the check in flight: latency, the decision cache, then its verdict.
+    /// The answer to the check in flight: the decision cache, then its verdict. (How long the
+    /// check took is the provider cluster's own `upstream_rq_time`: nothing to measure here.)
     fn answered(
         &mut self,
         host: &dyn Host,
-        started: SystemTime,
-        cache_key: Option<Vec<u8>>,
+        cache: Option<CacheKey>,
         checks: Checks,
         answer: HostResult<CallAnswer>,
     ) -> HostResult<Next> {
         let answer = answer?;
-        // One clock read for the latency and the cache (each hostcall costs about a microsecond).
-        let now = host.now()?;
-        let elapsed = now.duration_since(started).unwrap_or_default();
-        self.shared
-            .metrics
-            .record(host, Metric::ExtAuthzLatencyMs, elapsed.as_millis() as u64);
         let config = Rc::clone(&self.config);
         let Some(provider) = checks
             .list
@@ -835,8 +845,19 @@ impl AuthzRequest {
         };
         let outcome = match (&provider.service, &answer) {
             (Service::Http(http), CallAnswer::Http(response)) => {
-                if let (Some(key), Some(answer)) = (cache_key, response.as_ref()) {
-                    if self.shared.decisions.offer(key, answer, unix_seconds(now)) {
+                let answer = response.as_ref();
+                if let Some((cache, answer)) = cache
+                    .zip(answer)
+                    .filter(|(_, a)| self.shared.decisions.accepts(a))
+                {
+                    let now = unix_seconds(self.shared.now(host)?);
+                    let key = || match cache {
+                        CacheKey::Built(key) => key,
+                        CacheKey::Later(request) => {
+                            crate::ext_authz::cache::key(&provider.cluster, &request)
+                        }
+                    };
+                    if self.shared.decisions.offer(key, answer, now) {
                         log::debug!("#{} ext_authz answer is cacheable: kept", self.context_id);
                     }
                 }
@@ -892,14 +913,14 @@ impl AuthzRequest {
                 CheckResponse::Denied { .. } => CheckOutcome::Denied,
                 CheckResponse::Error(_) => CheckOutcome::Error,
             };
-            metrics.provider(host, check.provider, outcome);
+            metrics.provider(check.provider, outcome);
         }
         checks.next += 1;
         if dry_run {
             match &outcome {
-                CheckResponse::Ok { .. } => metrics.increment(host, Metric::ExtAuthzShadowAllowed),
+                CheckResponse::Ok { .. } => metrics.increment(Metric::ExtAuthzShadowAllowed),
                 CheckResponse::Denied { status, .. } => {
-                    metrics.increment(host, Metric::ExtAuthzShadowDenied);
+                    metrics.increment(Metric::ExtAuthzShadowDenied);
                     log::info!(
                         "#{} dry run: ext_authz provider {:?} would deny with status {status}",
                         self.context_id,
@@ -907,7 +928,7 @@ impl AuthzRequest {
                     );
                 }
                 CheckResponse::Error(kind) => {
-                    metrics.increment(host, Metric::ExtAuthzShadowDenied);
+                    metrics.increment(Metric::ExtAuthzShadowDenied);
                     log::info!(
                         "#{} dry run: ext_authz error ({kind:?}) would deny",
                         self.context_id
@@ -921,7 +942,7 @@ impl AuthzRequest {
                 upstream,
                 downstream,
             } => {
-                metrics.increment(host, Metric::ExtAuthzOk);
+                metrics.increment(Metric::ExtAuthzOk);
                 self.apply_to_request(host, &upstream)?;
                 checks.downstream.extend(downstream);
                 Ok(self.ask(host, checks))
@@ -931,7 +952,7 @@ impl AuthzRequest {
                 headers,
                 body,
             } => {
-                metrics.increment(host, Metric::ExtAuthzDenied);
+                metrics.increment(Metric::ExtAuthzDenied);
                 log::info!(
                     "#{} denied by ext_authz provider {:?} with status {status}",
                     self.context_id,
@@ -945,9 +966,9 @@ impl AuthzRequest {
                 }))
             }
             CheckResponse::Error(kind) => {
-                metrics.increment(host, Metric::ExtAuthzError);
+                metrics.increment(Metric::ExtAuthzError);
                 if provider.fail_open {
-                    metrics.increment(host, Metric::ExtAuthzFailureModeAllowed);
+                    metrics.increment(Metric::ExtAuthzFailureModeAllowed);
                     log::warn!(
                         "#{} ext_authz error ({kind:?}); failOpen lets the request through",
                         self.context_id
@@ -970,7 +991,7 @@ impl AuthzRequest {
 
     /// DENY then ALLOW as `decide` says at `Stage::Checked`; the dry-run verdict is counted and
     /// logged only.
-    fn decide_locally(&mut self, host: &dyn Host, downstream: Vec<HeaderMutation>) -> Next {
+    fn decide_locally(&mut self, downstream: Vec<HeaderMutation>) -> Next {
         let config = Rc::clone(&self.config);
         let Decision::Local(local) = decide(&config.policies, &self.attributes, Stage::Checked)
         else {
@@ -982,31 +1003,31 @@ impl AuthzRequest {
         let metrics = &self.shared.metrics;
         match local.shadow {
             None => {}
-            Some(Verdict::Allowed { .. }) => metrics.increment(host, Metric::RbacShadowAllowed),
+            Some(Verdict::Allowed { .. }) => metrics.increment(Metric::RbacShadowAllowed),
             Some(Verdict::Denied { policy }) => {
                 log::info!("#{} dry run: policy {policy:?} would deny", self.context_id);
-                metrics.increment(host, Metric::RbacShadowDenied);
-                metrics.policy_denied(host, policy, true);
+                metrics.increment(Metric::RbacShadowDenied);
+                metrics.policy_denied(policy, true);
             }
             Some(Verdict::NoAllowMatch) => {
                 log::info!("#{} dry run: no ALLOW policy would match", self.context_id);
-                metrics.increment(host, Metric::RbacShadowDenied);
+                metrics.increment(Metric::RbacShadowDenied);
             }
         }
         match local.enforced {
             None => {}
-            Some(Verdict::Allowed { .. }) => metrics.increment(host, Metric::RbacAllowed),
+            Some(Verdict::Allowed { .. }) => metrics.increment(Metric::RbacAllowed),
             Some(Verdict::Denied { policy }) => {
                 log::info!(
                     "#{} denied by policy {policy:?}: DENY rule matched",
                     self.context_id
                 );
-                metrics.increment(host, Metric::RbacDenied);
-                metrics.policy_denied(host, policy, false);
+                metrics.increment(Metric::RbacDenied);
+                metrics.policy_denied(policy, false);
             }
             Some(Verdict::NoAllowMatch) => {
                 log::info!("#{} denied: no ALLOW policy matched", self.context_id);
-                metrics.increment(host, Metric::RbacDenied);
+                metrics.increment(Metric::RbacDenied);
             }
         }
         match local.refusal {
@@ -1053,12 +1074,12 @@ impl AuthzRequest {
         })
     }
 
-    fn too_large(&self, host: &dyn Host) -> Next {
+    fn too_large(&self) -> Next {
         log::info!(
             "#{} denied: request body over maxRequestBytes",
             self.context_id
         );
-        self.shared.metrics.increment(host, Metric::RequestTooLarge);
+        self.shared.metrics.increment(Metric::RequestTooLarge);
         Next::Reply(LocalReply::new(
             Denial::TooLarge,
             413,
@@ -1093,11 +1114,16 @@ impl AuthzRequest {
         Ok(())
     }
 
-    /// Reads headers once, normalizes the path (rewriting `:path` when it changed) and gathers
-    /// only the properties the policies use. A request no policy can be asked about gets 400:
-    /// a path normalization refuses, or two `Host` headers (Envoy joins them with a comma; RFC
-    /// 9112 calls that a 400, and a `hosts` rule would otherwise see neither host).
-    fn read_request(&mut self, host: &dyn Host) -> HostResult<Next> {
+    /// Reads the headers once and normalizes the path (rewriting `:path` when it changed and
+    /// anything reads it): the headers and the path policies match. A request no policy can be
+    /// asked about gets 400: a path normalization refuses, or two `Host` headers (Envoy joins
+    /// them with a comma; RFC 9112 calls that a 400, and a `hosts` rule would otherwise see
+    /// neither host).
+    #[allow(clippy::type_complexity)]
+    fn read_headers(
+        &mut self,
+        host: &dyn Host,
+    ) -> HostResult<Result<(Vec<(String, String)>, String), LocalReply>> {
         let mut headers: Vec<(String, String)> = host
             .request_headers()?
             .into_iter()
@@ -1114,14 +1140,18 @@ impl AuthzRequest {
             );
             // Kept for the reply: a gRPC request still gets its gRPC local reply.
             self.attributes.headers = headers;
-            return Ok(Next::Reply(LocalReply::new(
-                Denial::InvalidRequest,
-                400,
-                "",
-            )));
+            return Ok(Err(LocalReply::new(Denial::InvalidRequest, 400, "")));
         }
-        let normalized = normalize(&raw_path, self.config.path_normalization);
-        self.request_path = if self.config.path_normalization == PathNormalization::None {
+        let needs = self.config.needs;
+        // Normalized only when a policy or a check request reads the path; otherwise the request
+        // goes on with the path it came with (Envoy's own `normalize_path`, if set, still applies).
+        let mode = if needs.path {
+            self.config.path_normalization
+        } else {
+            PathNormalization::None
+        };
+        let normalized = normalize(&raw_path, mode);
+        self.request_path = if mode == PathNormalization::None {
             raw_path.clone()
         } else {
             normalized.to_request_path()
@@ -1137,7 +1167,21 @@ impl AuthzRequest {
                 }],
             );
         }
+        Ok(Ok((headers, normalized.path)))
+    }
+
+    /// Reads headers once (when anything reads them), normalizes the path (when anything reads
+    /// it) and gathers only the properties the policies use.
+    fn read_request(&mut self, host: &dyn Host) -> HostResult<Next> {
         let needs = self.config.needs;
+        let (headers, path) = if needs.headers {
+            match self.read_headers(host)? {
+                Ok(read) => read,
+                Err(refused) => return Ok(Next::Reply(refused)),
+            }
+        } else {
+            (Vec::new(), String::new())
+        };
         let property = |wanted: bool, path: &[&str]| -> HostResult<Option<Vec<u8>>> {
             if wanted {
                 host.property(path)
@@ -1166,7 +1210,7 @@ impl AuthzRequest {
         .filter(|s| !s.is_empty());
         self.attributes = RequestAttributes {
             method: find(&headers, ":method").unwrap_or_default().to_string(),
-            path: normalized.path,
+            path,
             authority: find(&headers, ":authority").unwrap_or_default().to_string(),
             headers,
             source_ip,

@@ -71,13 +71,6 @@ impl KeyCache {
         }
     }
 
-    pub(crate) fn has_remote(&self) -> bool {
-        self.slots
-            .borrow()
-            .iter()
-            .any(|s| matches!(s, Slot::Remote(_)))
-    }
-
     /// The clock the rate limit of unknown-kid refetches reads (set by the caller per request).
     pub fn set_now(&self, now: SystemTime) {
         *self.now.borrow_mut() = now;

@@ -1,16 +1,52 @@
 //! Envoy stats defined through proxy-wasm (they show as `wasmcustom.inline_authz.*` in `/stats`),
 //! named after Envoy's own `ext_authz` and `rbac` stats.
+//!
+//! A request's counts stay in the VM and go to Envoy on the root context's tick (every
+//! `root::TICK`) and when the VM is done: a hostcall costs about a microsecond, a count in the VM
+//! a few nanoseconds. `/stats` therefore lags the traffic by up to one tick; a VM that ends without
+//! its `on_done` loses at most one tick's counts.
+
+use std::cell::Cell;
 
 use crate::host::{Host, MetricKind};
 
-/// Metric ids, defined once per plugin configuration.
+/// One counter: its id at the host, and what was counted since the last flush.
+#[derive(Debug, Clone, Default)]
+struct Counter {
+    id: Option<u32>,
+    pending: Cell<u32>,
+}
+
+impl Counter {
+    fn new(id: Option<u32>) -> Counter {
+        Counter {
+            id,
+            pending: Cell::new(0),
+        }
+    }
+
+    fn add(&self) {
+        if self.id.is_some() {
+            self.pending.set(self.pending.get().saturating_add(1));
+        }
+    }
+
+    fn flush(&self, host: &dyn Host) {
+        let pending = self.pending.replace(0);
+        if let (Some(id), true) = (self.id, pending > 0) {
+            host.increment_metric(id, i64::from(pending));
+        }
+    }
+}
+
+/// Metric ids, defined once per plugin configuration, with the counts not yet flushed.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
-    ids: [Option<u32>; Metric::COUNT],
-    /// Per DENY policy (dry-run ones too): name, `…denied` id, `…shadow_denied` id.
-    policies: Vec<(String, Option<u32>, Option<u32>)>,
+    ids: [Counter; Metric::COUNT],
+    /// Per DENY policy (dry-run ones too): name, `…denied`, `…shadow_denied`.
+    policies: Vec<(String, Counter, Counter)>,
     /// Per provider, by its index, when a plugin has more than one: `…ok`, `…denied`, `…error`.
-    providers: Vec<[Option<u32>; 3]>,
+    providers: Vec<[Counter; 3]>,
 }
 
 /// What one provider's check came to, for its own counters.
@@ -41,7 +77,6 @@ pub(crate) enum Metric {
     ExtAuthzDenied,
     ExtAuthzError,
     ExtAuthzFailureModeAllowed,
-    ExtAuthzLatencyMs,
     RbacAllowed,
     RbacDenied,
     RequestTooLarge,
@@ -66,13 +101,12 @@ pub(crate) enum Metric {
 }
 
 impl Metric {
-    const COUNT: usize = 26;
+    const COUNT: usize = 25;
     const ALL: [Metric; Metric::COUNT] = [
         Metric::ExtAuthzOk,
         Metric::ExtAuthzDenied,
         Metric::ExtAuthzError,
         Metric::ExtAuthzFailureModeAllowed,
-        Metric::ExtAuthzLatencyMs,
         Metric::RbacAllowed,
         Metric::RbacDenied,
         Metric::RequestTooLarge,
@@ -102,7 +136,6 @@ impl Metric {
             Metric::ExtAuthzDenied => "inline_authz.ext_authz.denied",
             Metric::ExtAuthzError => "inline_authz.ext_authz.error",
             Metric::ExtAuthzFailureModeAllowed => "inline_authz.ext_authz.failure_mode_allowed",
-            Metric::ExtAuthzLatencyMs => "inline_authz.ext_authz.latency_ms",
             Metric::RbacAllowed => "inline_authz.rbac.allowed",
             Metric::RbacDenied => "inline_authz.rbac.denied",
             Metric::RequestTooLarge => "inline_authz.ext_authz.request_too_large",
@@ -129,7 +162,6 @@ impl Metric {
 
     fn kind(self) -> MetricKind {
         match self {
-            Metric::ExtAuthzLatencyMs => MetricKind::Histogram,
             Metric::VmMemoryBytes => MetricKind::Gauge,
             _ => MetricKind::Counter,
         }
@@ -141,10 +173,8 @@ impl Metrics {
     /// `….shadow_denied`, and, when there are several providers, three per provider:
     /// `inline_authz.provider.<name>.ok|denied|error` (names reduced to `[A-Za-z0-9_-]`).
     pub fn define(host: &dyn Host, deny_policies: &[&str], providers: &[&str]) -> Metrics {
-        let mut ids = [None; Metric::COUNT];
-        for (slot, metric) in ids.iter_mut().zip(Metric::ALL) {
-            *slot = host.define_metric(metric.kind(), metric.name());
-        }
+        let ids = Metric::ALL
+            .map(|metric| Counter::new(host.define_metric(metric.kind(), metric.name())));
         let policies = deny_policies
             .iter()
             .map(|name| {
@@ -157,7 +187,7 @@ impl Metrics {
                     MetricKind::Counter,
                     &format!("inline_authz.policy.{safe}.shadow_denied"),
                 );
-                (name.to_string(), denied, shadow)
+                (name.to_string(), Counter::new(denied), Counter::new(shadow))
             })
             .collect();
         let providers = if providers.len() > 1 {
@@ -166,10 +196,10 @@ impl Metrics {
                 .map(|name| {
                     let safe = stat_safe(name);
                     ["ok", "denied", "error"].map(|outcome| {
-                        host.define_metric(
+                        Counter::new(host.define_metric(
                             MetricKind::Counter,
                             &format!("inline_authz.provider.{safe}.{outcome}"),
-                        )
+                        ))
                     })
                 })
                 .collect()
@@ -185,33 +215,55 @@ impl Metrics {
 
     /// Counts a check of provider `index` by its outcome (only with several providers; with one,
     /// `ext_authz.ok|denied|error` say it all).
-    pub(crate) fn provider(&self, host: &dyn Host, index: usize, outcome: CheckOutcome) {
-        let id = self
+    pub(crate) fn provider(&self, index: usize, outcome: CheckOutcome) {
+        if let Some(counter) = self
             .providers
             .get(index)
-            .and_then(|ids| ids.get(outcome as usize).copied().flatten());
-        if let Some(id) = id {
-            host.increment_metric(id, 1);
+            .and_then(|counters| counters.get(outcome as usize))
+        {
+            counter.add();
         }
     }
 
     /// Counts a denial by a DENY policy (or a dry-run one's "would deny").
-    pub fn policy_denied(&self, host: &dyn Host, name: &str, dry_run: bool) {
+    pub fn policy_denied(&self, name: &str, dry_run: bool) {
         if let Some((_, denied, shadow)) = self.policies.iter().find(|(n, _, _)| n == name) {
-            if let Some(id) = if dry_run { shadow } else { denied } {
-                host.increment_metric(*id, 1);
-            }
+            if dry_run { shadow } else { denied }.add();
         }
     }
 
-    pub(crate) fn increment(&self, host: &dyn Host, metric: Metric) {
-        if let Some(id) = self.ids[metric as usize] {
-            host.increment_metric(id, 1);
+    /// Counts one event; Envoy sees it at the next `flush`.
+    pub(crate) fn increment(&self, metric: Metric) {
+        if let Some(counter) = self.ids.get(metric as usize) {
+            counter.add();
         }
     }
 
+    /// Counts one event at the host now (the root's rare events: key fetches).
+    pub(crate) fn increment_now(&self, host: &dyn Host, metric: Metric) {
+        self.increment(metric);
+        if let Some(counter) = self.ids.get(metric as usize) {
+            counter.flush(host);
+        }
+    }
+
+    /// Hands every count made since the last flush to the host: one hostcall per counter that
+    /// moved (the root context's tick, and its `on_done`).
+    pub fn flush(&self, host: &dyn Host) {
+        let policies = self.policies.iter().flat_map(|(_, d, s)| [d, s]);
+        for counter in self
+            .ids
+            .iter()
+            .chain(policies)
+            .chain(self.providers.iter().flatten())
+        {
+            counter.flush(host);
+        }
+    }
+
+    /// Sets a gauge at the host (not counted in the VM: it is a value, not a sum).
     pub(crate) fn record(&self, host: &dyn Host, metric: Metric, value: u64) {
-        if let Some(id) = self.ids[metric as usize] {
+        if let Some(id) = self.ids.get(metric as usize).and_then(|c| c.id) {
             host.record_metric(id, value);
         }
     }

@@ -79,6 +79,11 @@ mod wasm {
     }
 
     impl Context for Root {
+        fn on_done(&mut self) -> bool {
+            self.plugin.borrow().on_done(&ProxyWasm);
+            true
+        }
+
         fn on_http_call_response(
             &mut self,
             token: u32,
@@ -123,6 +128,9 @@ mod wasm {
         }
 
         fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+            if self.plugin.borrow().is_idle() {
+                return Some(Box::new(Idle));
+            }
             let pages = core::arch::wasm32::memory_size(0);
             let request = self
                 .plugin
@@ -143,6 +151,13 @@ mod wasm {
             self.plugin.borrow().on_tick(&ProxyWasm);
         }
     }
+
+    /// A request of a plugin with nothing to do (`Plugin::is_idle`): every callback continues.
+    struct Idle;
+
+    impl Context for Idle {}
+
+    impl HttpContext for Idle {}
 
     struct Filter {
         context_id: u32,

@@ -76,6 +76,8 @@ impl Plugin {
     /// `on_configure`: false (Envoy refuses the plugin) for a configuration that is invalid or
     /// asks for what this host lacks, with one log line saying why.
     pub fn configure(&mut self, host: &dyn Host, bytes: &[u8]) -> bool {
+        // What the configuration in force counted goes out before it may be replaced.
+        self.on_done(host);
         let config = match Config::parse(bytes) {
             Ok(config) => config,
             Err(error) => {
@@ -120,11 +122,13 @@ impl Plugin {
         let providers: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let metrics = Metrics::define(host, &config.deny_policy_names(), &providers);
         let shared = Rc::new(Shared::new(&config, metrics, host_crypto));
-        let needs_tick =
-            shared.keys.has_remote() || config.providers.iter().any(|p| p.body.is_some());
-        if needs_tick {
+        // The tick keeps the requests' clock and flushes their counts; remote keys and body
+        // checks need it too. An idle plugin needs none of that.
+        if !config.is_idle() {
             if let Err(error) = host.set_tick_period(TICK) {
-                log::error!("{error}: remote keys and body checks need the tick");
+                log::error!(
+                    "{error}: the clock, counters, remote keys and body checks need the tick"
+                );
                 return false;
             }
         }
@@ -135,6 +139,12 @@ impl Plugin {
         // Keys are fetched from the first tick, not here: Envoy also configures short-lived
         // VMs that never tick, whose fetch (and lease) would be lost.
         true
+    }
+
+    /// Whether the configuration asks nothing of any request (`Config::is_idle`): its requests
+    /// then get a context that continues them untouched, and no `AuthzRequest` at all.
+    pub fn is_idle(&self) -> bool {
+        matches!(&self.life, Life::Ready { config, .. } if config.is_idle())
     }
 
     /// A new request, or `None` before a configuration was accepted. `memory_pages` is the VM's
@@ -174,7 +184,16 @@ impl Plugin {
         }
     }
 
-    /// The tick: fails the requests whose body never came, then fetches the keys that are due.
+    /// The VM is going away (a new configuration, or Envoy stopping): the counts not yet
+    /// flushed go to the host.
+    pub fn on_done(&self, host: &dyn Host) {
+        if let Life::Ready { shared, .. } = &self.life {
+            shared.metrics.flush(host);
+        }
+    }
+
+    /// The tick: takes the time requests use until the next one, fails the requests whose body
+    /// never came, fetches the keys that are due, then flushes the requests' counts.
     pub fn on_tick(&self, host: &dyn Host) {
         let Life::Ready { config, shared } = &self.life else {
             return;
@@ -186,12 +205,14 @@ impl Plugin {
                 return;
             }
         };
+        shared.set_clock(now);
         for context_id in shared.body_watch.expired(now) {
             self.drive(host, context_id, |request| {
                 request.on_body_never_delivered(host)
             });
         }
         self.fetch_due_keys(host, config, shared, now);
+        shared.metrics.flush(host);
     }
 
     /// A callout answer delivered to the root: a JWKS fetch, or a check request dispatched
@@ -440,7 +461,7 @@ impl Plugin {
         now: SystemTime,
         why: String,
     ) {
-        shared.metrics.increment(host, Metric::JwksFetchFailed);
+        shared.metrics.increment_now(host, Metric::JwksFetchFailed);
         shared.keys.fetched(rule, now, Err(why));
         self.publish_failure(host, shared, rule, jwt_rule, now);
         self.wake(host, rule);
@@ -575,7 +596,7 @@ impl Plugin {
         match (&result, &answer) {
             (Ok(_), Ok(Some(a))) => {
                 log::info!("jwks for {issuer:?} fetched");
-                shared.metrics.increment(host, Metric::JwksFetchSuccess);
+                shared.metrics.increment_now(host, Metric::JwksFetchSuccess);
                 let record = SharedKeys {
                     fetched_at: seconds(now),
                     jwks: Some(String::from_utf8_lossy(&a.body).into_owned()),
@@ -585,7 +606,7 @@ impl Plugin {
             (Ok(_), _) => {}
             (Err(why), _) => {
                 log::warn!("jwks fetch for {issuer:?} failed: {why}; keeping the last good keys");
-                shared.metrics.increment(host, Metric::JwksFetchFailed);
+                shared.metrics.increment_now(host, Metric::JwksFetchFailed);
             }
         }
         let failed = result.is_err();

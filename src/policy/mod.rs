@@ -290,6 +290,13 @@ pub struct Needs {
     pub(crate) destination_port: bool,
     pub(crate) sni: bool,
     pub(crate) peer_principal: bool,
+    /// The normalized path: a `paths` / `notPaths` rule, or a CUSTOM policy (its check request
+    /// carries the path).
+    pub(crate) path: bool,
+    /// The request headers at all: a rule on the method, host, path or a header, a CUSTOM policy,
+    /// JWT rules, JSON local replies (`Config` adds the last two). A plugin of address and
+    /// identity rules only never reads them.
+    pub(crate) headers: bool,
 }
 
 impl Policies {
@@ -316,7 +323,11 @@ impl Policies {
     /// The request properties any policy reads: a dry-run policy gets the same attributes as
     /// an enforced one, so it counts what the enforced one would deny.
     pub fn needs(&self) -> Needs {
-        let mut needs = Needs::default();
+        let mut needs = Needs {
+            path: !self.custom.is_empty(),
+            headers: !self.custom.is_empty(),
+            ..Needs::default()
+        };
         for rule in self.all().flat_map(|p| &p.rules) {
             let constraints = rule
                 .from
@@ -332,7 +343,11 @@ impl Policies {
                     Attribute::DestinationPort => needs.destination_port = true,
                     Attribute::Sni => needs.sni = true,
                     Attribute::PeerPrincipal | Attribute::Namespace => needs.peer_principal = true,
-                    _ => {}
+                    Attribute::Path => {
+                        needs.path = true;
+                        needs.headers = true;
+                    }
+                    _ => needs.headers = true,
                 }
             }
         }

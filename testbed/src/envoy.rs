@@ -141,6 +141,10 @@ fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
     newest
 }
 
+/// The filter keeps its counts in the VM and hands them to Envoy on its tick (every 200 ms,
+/// `src/filter/root.rs` `TICK`): a read of the stats waits a little longer than one tick.
+pub const FLUSH: Duration = Duration::from_millis(300);
+
 /// `envoy` on PATH, or `ENVOY_BIN`.
 pub fn envoy_binary() -> String {
     std::env::var("ENVOY_BIN").unwrap_or_else(|_| "envoy".to_string())
@@ -333,8 +337,15 @@ impl Envoy {
         }
     }
 
-    /// Counter and gauge values whose names contain `filter`.
+    /// Counter and gauge values whose names contain `filter`, once the filter flushed what it
+    /// counted (`FLUSH`).
     pub fn stats(&self, filter: &str) -> HashMap<String, u64> {
+        thread::sleep(FLUSH);
+        self.stats_now(filter)
+    }
+
+    /// Counter and gauge values whose names contain `filter`, as they are now.
+    fn stats_now(&self, filter: &str) -> HashMap<String, u64> {
         let text = self
             .admin(&format!("/stats?filter={filter}"))
             .unwrap_or_default();
@@ -352,7 +363,7 @@ impl Envoy {
     pub fn wait_for_stat(&self, name: &str, done: impl Fn(u64) -> bool, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if done(self.stat(name)) {
+            if done(self.stats_now(name).get(name).copied().unwrap_or(0)) {
                 return true;
             }
             thread::sleep(Duration::from_millis(20));

@@ -14,7 +14,7 @@ const TUTORIAL: &str = r#"{
 }"#;
 
 fn shared_for(config: &Config, host: &FakeHost) -> Rc<Shared> {
-    Rc::new(Shared::new(
+    let shared = Rc::new(Shared::new(
         config,
         Metrics::define(
             host,
@@ -26,7 +26,14 @@ fn shared_for(config: &Config, host: &FakeHost) -> Rc<Shared> {
                 .collect::<Vec<_>>(),
         ),
         host.foreign.is_some(),
-    ))
+    ));
+    // The counts stay in the VM until the tick: a test reading one flushes them first (the
+    // plugin outlives its requests: so does this).
+    let kept = Rc::clone(&shared);
+    host.before_metric_read
+        .borrow_mut()
+        .push(Box::new(move |host: &FakeHost| kept.metrics.flush(host)));
+    shared
 }
 
 fn request_with(config: &str, host: &FakeHost) -> AuthzRequest {
@@ -844,51 +851,169 @@ fn an_escaped_nul_or_two_hosts_get_400_before_any_policy_or_callout() {
     assert_eq!(request.on_request_headers(&host, true), Action::Continue);
 }
 
+/// The shared state of a plugin after its first tick: the requests' clock comes from the tick.
+fn ticked(config: &Config, host: &FakeHost) -> Rc<Shared> {
+    let shared = shared_for(config, host);
+    shared.set_clock(host.clock.get());
+    shared
+}
+
+/// A request of `config` on a fresh host, run through its headers; the hostcalls it made.
+fn hostcalls_of(
+    config: &Rc<Config>,
+    shared: &Rc<Shared>,
+    host: &FakeHost,
+    expected: Action,
+) -> Vec<&'static str> {
+    host.hostcalls.borrow_mut().clear();
+    let mut request = AuthzRequest::new(Rc::clone(config), Rc::clone(shared), 9);
+    assert_eq!(request.on_request_headers(host, true), expected);
+    host.hostcalls.borrow().clone()
+}
+
 /// Each hostcall costs about a microsecond inside Envoy (`bench/hostcalls.py`): the hostcalls of
-/// the common paths are part of the contract. Headers are read once, the clock at most once per
-/// callback.
+/// the common paths are part of the contract, and this test is the guard against a regression.
+/// In steady state (after the first tick): headers are read once, the clock comes from the tick,
+/// counts stay in the VM until the tick flushes them.
 #[test]
 fn common_requests_make_the_fewest_hostcalls() {
+    // No rules at all: the plugin is idle; its requests get no `AuthzRequest` and no hostcall
+    // (the shell gives them a context that only continues), and it sets no tick.
+    let host = FakeHost::new();
+    let mut plugin = crate::filter::root::Plugin::new("idle".into());
+    assert!(plugin.configure(&host, b"{}"));
+    assert!(plugin.is_idle());
+    assert_eq!(host.tick_period.get(), None);
+    for busy in [
+        TUTORIAL,
+        r#"{"policies": [{"action": "DENY", "dryRun": true, "rules": [{}]}]}"#,
+    ] {
+        let mut plugin = crate::filter::root::Plugin::new("busy".into());
+        assert!(plugin.configure(&host, busy.as_bytes()));
+        assert!(!plugin.is_idle(), "{busy}");
+    }
+
+    // A repeated token: verified from the cache, then removed from the request.
     let token = vectors()["valid"]["RS256"].as_str().unwrap().to_string();
     let config = Rc::new(Config::parse(jwt_config("[]", &inline_jwks()).as_bytes()).unwrap());
-    let with_token = || {
+    let with = |token: &str| {
         FakeHost::new()
             .with_request("GET", "/", "h")
             .with_request_header("authorization", &format!("Bearer {token}"))
     };
-    let first = with_token();
-    let shared = shared_for(&config, &first);
-    AuthzRequest::new(Rc::clone(&config), Rc::clone(&shared), 1).on_request_headers(&first, true);
-    // The same token again: verified from the cache, then removed from the request.
-    let again = with_token();
-    let mut request = AuthzRequest::new(Rc::clone(&config), Rc::clone(&shared), 2);
-    assert_eq!(request.on_request_headers(&again, true), Action::Continue);
+    let shared = ticked(&config, &with(&token));
+    hostcalls_of(&config, &shared, &with(&token), Action::Continue);
     assert_eq!(
-        *again.hostcalls.borrow(),
-        [
-            "request_headers",
-            "now",
-            "increment_metric",
-            "set_request_header"
-        ]
+        hostcalls_of(&config, &shared, &with(&token), Action::Continue),
+        ["request_headers", "set_request_header"],
+        "cached token"
     );
 
-    // A CUSTOM check: headers, clock, dispatch; then the answer: clock, latency, verdict, resume.
+    // Distinct tokens: the same, with the signature checked in the VM (pure Rust) or by one
+    // `verify_signature` foreign call (the host's crypto).
+    let config_nocache =
+        jwt_config("[]", &inline_jwks()).replacen('{', r#"{"jwtCacheSize": 0, "#, 1);
+    let config_nocache = Rc::new(Config::parse(config_nocache.as_bytes()).unwrap());
+    let shared = ticked(&config_nocache, &with(&token));
+    assert_eq!(
+        hostcalls_of(&config_nocache, &shared, &with(&token), Action::Continue),
+        ["request_headers", "set_request_header"],
+        "distinct token, pure Rust"
+    );
+    fn verified(_: &str, _: &[u8]) -> Result<Vec<u8>, crate::host::ForeignError> {
+        Ok(vec![0x08, 0x01])
+    }
+    let host_crypto = || {
+        let mut host = with(&token);
+        host.foreign = Some(verified);
+        host
+    };
+    let shared = ticked(&config_nocache, &host_crypto());
+    assert_eq!(
+        hostcalls_of(&config_nocache, &shared, &host_crypto(), Action::Continue),
+        ["request_headers", "call_foreign", "set_request_header"],
+        "distinct token, Envoy's verify_signature"
+    );
+
+    // DENY on a path: headers, then the local reply.
+    let deny = r#"{"policies": [{"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}]}"#;
+    let config = Rc::new(Config::parse(deny.as_bytes()).unwrap());
+    let host = FakeHost::new().with_request("GET", "/admin", "h");
+    let shared = ticked(&config, &host);
+    assert_eq!(
+        hostcalls_of(&config, &shared, &host, Action::Pause),
+        ["request_headers", "send_response"],
+        "DENY on path"
+    );
+
+    // DENY on the client's address: no header is read, the address property only.
+    let by_ip = r#"{"policies": [{"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["192.0.2.0/24"]}}]}]}]}"#;
+    let config = Rc::new(Config::parse(by_ip.as_bytes()).unwrap());
+    let host = FakeHost::new()
+        .with_request("GET", "/", "h")
+        .with_property(&["source", "address"], b"192.0.2.7:5000");
+    let shared = ticked(&config, &host);
+    assert_eq!(
+        hostcalls_of(&config, &shared, &host, Action::Pause),
+        ["property", "send_response"],
+        "DENY on address"
+    );
+
+    // CUSTOM allow: headers, dispatch; then the answer (its status and headers, no body) and the
+    // resume.
+    let config = Rc::new(Config::parse(TUTORIAL.as_bytes()).unwrap());
     let host = FakeHost::new().with_request("GET", "/headers", "httpbin");
-    let mut request = request_with(TUTORIAL, &host);
+    let shared = ticked(&config, &host);
+    let mut request = AuthzRequest::new(Rc::clone(&config), Rc::clone(&shared), 1);
     host.hostcalls.borrow_mut().clear();
     assert_eq!(request.on_request_headers(&host, true), Action::Pause);
     assert_eq!(
         *host.hostcalls.borrow(),
-        ["request_headers", "now", "dispatch_http_call"]
+        ["request_headers", "dispatch_http_call"],
+        "CUSTOM allow, the check"
     );
     host.hostcalls.borrow_mut().clear();
     host.answering(200, &[], "");
-    answer(&mut request, &host, 101);
+    let response = crate::filter::root::check_answer(&host, 1, 0);
+    request.on_call_response(&host, 101, response);
     assert_eq!(
         *host.hostcalls.borrow(),
-        ["now", "record_metric", "increment_metric", "resume_request"]
+        ["call_response", "resume_request"],
+        "CUSTOM allow, the answer"
     );
+
+    // CUSTOM with a cached answer: headers, and the request goes on.
+    let config = Rc::new(Config::parse(provider_with("").as_bytes()).unwrap());
+    let host = FakeHost::new().with_request("GET", "/same", "h");
+    let shared = ticked(&config, &host);
+    let mut first = AuthzRequest::new(Rc::clone(&config), Rc::clone(&shared), 1);
+    first.on_request_headers(&host, true);
+    host.answering(200, &[("cache-control", "max-age=60")], "");
+    answer(&mut first, &host, 101);
+    assert_eq!(
+        hostcalls_of(&config, &shared, &host, Action::Continue),
+        ["request_headers"],
+        "CUSTOM, cached answer"
+    );
+}
+
+/// The path is normalized (and `:path` rewritten) only when a policy or a check request reads
+/// it; otherwise the request goes on with the path it came with.
+#[test]
+fn the_path_is_normalized_only_when_something_reads_it() {
+    let by_ip = r#"{"policies": [{"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["192.0.2.0/24"]}}]}]}]}"#;
+    let by_path = r#"{"policies": [{"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}]}"#;
+    for (config, rewritten) in [(by_ip, None), (by_path, Some("/b")), (TUTORIAL, Some("/b"))] {
+        let host = FakeHost::new()
+            .with_request("GET", "/a/../b", "h")
+            .with_property(&["source", "address"], b"10.0.0.1:5000");
+        request_with(config, &host).on_request_headers(&host, true);
+        let path = host.request_header(":path");
+        match rewritten {
+            Some(path_seen) => assert_eq!(path.as_deref(), Some(path_seen), "{config}"),
+            None => assert_eq!(path.as_deref(), Some("/a/../b"), "{config}"),
+        }
+    }
 }
 
 /// A request, run once on a healthy host to learn its hostcalls, then once more per hostcall with
@@ -929,7 +1054,8 @@ fn fail_each_hostcall_in_turn(
 #[test]
 fn a_failing_hostcall_fails_a_tokened_request_closed_with_500() {
     let config = jwt_config(
-        r#"[{"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["192.0.2.0/24"]}}]}]}]"#,
+        r#"[{"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["192.0.2.0/24"]}}],
+            "to": [{"operation": {"paths": ["/admin"]}}]}]}]"#,
         &inline_jwks(),
     );
     fn request() -> FakeHost {
@@ -977,7 +1103,6 @@ fn a_failing_hostcall_fails_a_custom_check_closed() {
         outcomes,
         [
             ("request_headers", Some(500)),
-            ("now", Some(500)),
             // A failed dispatch is an authorization-service error: statusOnError (Envoy's).
             ("dispatch_http_call", Some(403)),
             ("call_response", Some(500)),
@@ -1195,13 +1320,7 @@ fn a_grpc_check_makes_the_fewest_hostcalls() {
     request.on_call_response(&host, 101, delivered);
     assert_eq!(
         *host.hostcalls.borrow(),
-        [
-            "grpc_response",
-            "now",
-            "record_metric",
-            "increment_metric",
-            "resume_request"
-        ]
+        ["grpc_response", "resume_request"]
     );
 }
 
@@ -1262,7 +1381,7 @@ fn the_audit_record_is_opt_in_and_costs_one_hostcall_where_the_request_ends() {
         ["request_headers", "set_property"]
     );
 
-    // A cached token: the four hostcalls of `common_requests_make_the_fewest_hostcalls`, plus one.
+    // A cached token: the two hostcalls of `common_requests_make_the_fewest_hostcalls`, plus one.
     let token = vectors()["valid"]["RS256"].as_str().unwrap().to_string();
     let config = jwt_config("[]", &inline_jwks()).replacen('{', r#"{"auditRecord": true, "#, 1);
     let config = Rc::new(Config::parse(config.as_bytes()).unwrap());
@@ -1272,19 +1391,13 @@ fn the_audit_record_is_opt_in_and_costs_one_hostcall_where_the_request_ends() {
             .with_request_header("authorization", &format!("Bearer {token}"))
     };
     let first = with_token();
-    let shared = shared_for(&config, &first);
+    let shared = ticked(&config, &first);
     AuthzRequest::new(Rc::clone(&config), Rc::clone(&shared), 1).on_request_headers(&first, true);
     let again = with_token();
     AuthzRequest::new(Rc::clone(&config), shared, 2).on_request_headers(&again, true);
     assert_eq!(
         *again.hostcalls.borrow(),
-        [
-            "request_headers",
-            "now",
-            "increment_metric",
-            "set_request_header",
-            "set_property"
-        ]
+        ["request_headers", "set_request_header", "set_property"]
     );
     assert_eq!(
         again.decision().as_deref(),
@@ -1300,16 +1413,7 @@ fn the_audit_record_is_opt_in_and_costs_one_hostcall_where_the_request_ends() {
     host.hostcalls.borrow_mut().clear();
     host.answering(200, &[], "");
     answer(&mut request, &host, 101);
-    assert_eq!(
-        *host.hostcalls.borrow(),
-        [
-            "now",
-            "record_metric",
-            "increment_metric",
-            "set_property",
-            "resume_request"
-        ]
-    );
+    assert_eq!(*host.hostcalls.borrow(), ["set_property", "resume_request"]);
     assert_eq!(
         host.decision().as_deref(),
         Some("outcome=allowed providers=sample-ext-authz:ok")
