@@ -249,12 +249,21 @@ fn template(name: &str) -> String {
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A loopback port nothing listens on.
+/// A loopback port nothing listens on: free now, and below Linux's ephemeral range
+/// (32768–60999), so no process asking for "any port" (the other test beds running beside this
+/// one) is ever given it — an ephemeral one freed here could be, and then answer.
 pub fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(9)
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..1000 {
+        let n = seed.wrapping_add(NEXT.fetch_add(7919, Ordering::Relaxed));
+        let port = 20_000 + (n % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    9
 }
 
 /// The TLS front as the Envoy config needs it: its port and the CA its certificate chains to.
