@@ -1198,16 +1198,11 @@ impl AuthzRequest {
         let sni = property(needs.sni, &["connection", "requested_server_name"])?
             .map(|s| String::from_utf8_lossy(&s).into_owned())
             .filter(|s| !s.is_empty());
-        let peer_principal = property(
-            needs.peer_principal,
-            &["connection", "uri_san_peer_certificate"],
-        )?
-        .map(|s| {
-            String::from_utf8_lossy(&s)
-                .trim_start_matches("spiffe://")
-                .to_string()
-        })
-        .filter(|s| !s.is_empty());
+        let peer_identities = if needs.peer_principal {
+            peer_identities(host)?
+        } else {
+            Vec::new()
+        };
         self.attributes = RequestAttributes {
             method: find(&headers, ":method").unwrap_or_default().to_string(),
             path,
@@ -1218,11 +1213,30 @@ impl AuthzRequest {
             destination_ip,
             destination_port,
             sni,
-            peer_principal,
+            peer_identities,
             auth: None,
         };
         Ok(Next::Forward(Vec::new()))
     }
+}
+
+/// The peer certificate's identities in the order Envoy RBAC's `authenticated` matcher tries
+/// them: URI SAN, DNS SAN, subject. proxy-wasm gives the first SAN of each kind only.
+fn peer_identities(host: &dyn Host) -> HostResult<Vec<String>> {
+    let mut identities = Vec::new();
+    for name in [
+        "uri_san_peer_certificate",
+        "dns_san_peer_certificate",
+        "subject_peer_certificate",
+    ] {
+        if let Some(value) = host.property(&["connection", name])? {
+            let value = String::from_utf8_lossy(&value).into_owned();
+            if !value.is_empty() {
+                identities.push(value);
+            }
+        }
+    }
+    Ok(identities)
 }
 
 /// The property the audit record is set under: Envoy keeps it as filter state

@@ -46,8 +46,11 @@ pub struct RequestAttributes {
     pub destination_port: Option<u16>,
     /// The TLS server name (`connection.sni`).
     pub sni: Option<String>,
-    /// Peer identity from mTLS without `spiffe://`, e.g. `cluster.local/ns/default/sa/sleep`.
-    pub peer_principal: Option<String>,
+    /// The peer certificate's identities (mTLS), in the order Envoy RBAC's `authenticated`
+    /// matcher tries them: URI SAN (`spiffe://cluster.local/ns/default/sa/sleep`), DNS SAN,
+    /// subject (RFC 2253, `CN=…`), empty ones left out; empty without a peer certificate. A
+    /// `principals` or `namespaces` value matches when it matches any of them.
+    pub peer_identities: Vec<String>,
     /// Set once a JWT rule verified the request's token.
     pub auth: Option<AuthInfo>,
 }
@@ -149,15 +152,8 @@ impl Constraint {
                 .destination_port
                 .is_some_and(|p| any(Value::Port(p))),
             Attribute::Sni => request.sni.as_deref().is_some_and(|s| any(Value::Text(s))),
-            Attribute::PeerPrincipal => request
-                .peer_principal
-                .as_deref()
-                .is_some_and(|p| !p.is_empty() && any(Value::Text(p))),
-            Attribute::Namespace => request
-                .peer_principal
-                .as_deref()
-                .and_then(namespace_of)
-                .is_some_and(|ns| any(Value::Text(ns))),
+            Attribute::PeerPrincipal => self.any_identity(request, principal_matches),
+            Attribute::Namespace => self.any_identity(request, namespace_matches),
             Attribute::RequestPrincipal => request
                 .auth
                 .as_ref()
@@ -179,17 +175,54 @@ impl Constraint {
         };
         hit != self.negated
     }
+
+    /// Whether a value matches one of the peer's identities, as `matches` says for Istio's value.
+    fn any_identity(
+        &self,
+        request: &RequestAttributes,
+        matches: fn(&StringMatch, &str) -> bool,
+    ) -> bool {
+        request.peer_identities.iter().any(|identity| {
+            self.values
+                .iter()
+                .any(|v| matches!(v, ValueMatch::Text(m) if matches(m, identity)))
+        })
+    }
 }
 
-/// `cluster.local/ns/<namespace>/sa/<account>` → `<namespace>`.
-fn namespace_of(principal: &str) -> Option<&str> {
-    let mut parts = principal.split('/');
-    while let Some(part) = parts.next() {
-        if part == "ns" {
-            return parts.next();
+/// Istio's `principals` / `source.principal` value on one identity, as istiod compiles it for
+/// `authenticated.principal_name` (`StringMatcherWithPrefix(value, "spiffe://")`): exact or
+/// prefix `spiffe://<value>`, `*<suffix>` the regex `spiffe://.*<suffix>`, and `*` the regex
+/// `.+`, which any identity matches, a DNS SAN or a subject too.
+fn principal_matches(value: &StringMatch, identity: &str) -> bool {
+    let spiffe = identity.strip_prefix("spiffe://");
+    match value {
+        StringMatch::Presence => !identity.is_empty(),
+        StringMatch::Exact(v) => spiffe == Some(v.as_str()),
+        StringMatch::Prefix(p) => spiffe.is_some_and(|s| s.starts_with(p.as_str())),
+        StringMatch::Suffix(x) => spiffe.is_some_and(|s| s.ends_with(x.as_str())),
+    }
+}
+
+/// Istio's `namespaces` / `source.namespace` value on one identity, as istiod compiles it: the
+/// regex `.*/ns/<value>/.*`, each `*` of the value `.*` (`srcNamespaceGenerator`). Any identity
+/// holding `/ns/<value>/` matches, a subject `CN=spiffe://…/ns/<value>/…` too. The pattern has
+/// no other operator, so its literal pieces are looked for in order, each leftmost.
+fn namespace_matches(value: &StringMatch, identity: &str) -> bool {
+    let pattern = match value {
+        StringMatch::Exact(v) => format!("/ns/{v}/"),
+        StringMatch::Prefix(p) => format!("/ns/{p}*/"),
+        StringMatch::Suffix(x) => format!("/ns/*{x}/"),
+        StringMatch::Presence => "/ns/*/".to_string(),
+    };
+    let mut rest = identity;
+    for piece in pattern.split('*') {
+        match rest.split_once(piece) {
+            Some((_, after)) => rest = after,
+            None => return false,
         }
     }
-    None
+    true
 }
 
 /// A claim at a nested path, as strings: a string, or each string of a list (Istio's semantics).
@@ -491,6 +524,8 @@ mod tests {
         assert!(text(Attribute::RequestPrincipal, &["*"], true).matches(&r));
         assert!(!text(Attribute::Header("x-missing".into()), &["*"], false).matches(&r));
         assert!(text(Attribute::PeerPrincipal, &["cluster.local/*"], true).matches(&r));
+        assert!(text(Attribute::PeerPrincipal, &["*"], true).matches(&r));
+        assert!(!text(Attribute::Namespace, &["*"], false).matches(&r));
     }
 
     #[test]
@@ -507,7 +542,7 @@ mod tests {
     #[test]
     fn identity_attributes() {
         let mut r = request("GET", "/");
-        r.peer_principal = Some("cluster.local/ns/foo/sa/bar".into());
+        r.peer_identities = vec!["spiffe://cluster.local/ns/foo/sa/bar".into()];
         r.source_ip = Some("10.0.0.5".parse().unwrap());
         r.destination_port = Some(8000);
         assert!(text(Attribute::Namespace, &["foo"], false).matches(&r));
@@ -524,6 +559,94 @@ mod tests {
             negated: true,
         };
         assert!(!port.matches(&r));
+    }
+
+    #[test]
+    fn peer_identities_match_principals_and_namespaces_as_istio_compiles_them() {
+        const FOO_BAR: &str = "spiffe://cluster.local/ns/foo/sa/bar";
+        use Attribute::{Namespace as Ns, PeerPrincipal as P};
+        // (identities, attribute, value, matches): URI SAN, DNS SAN, subject, in Envoy's order.
+        let rows: [(&[&str], Attribute, &str, bool); 30] = [
+            (&[FOO_BAR], P, "cluster.local/ns/foo/sa/bar", true),
+            (&[FOO_BAR], P, "cluster.local/ns/foo/*", true),
+            (&[FOO_BAR], P, "*/sa/bar", true),
+            (&[FOO_BAR], P, "*", true),
+            (&[FOO_BAR], P, FOO_BAR, false), // istiod prefixes it again: spiffe://spiffe://…
+            (&[FOO_BAR], P, "cluster.local/ns/foo", false),
+            (&[FOO_BAR], Ns, "foo", true),
+            (&[FOO_BAR], Ns, "fo*", true),
+            (&[FOO_BAR], Ns, "*oo", true),
+            (&[FOO_BAR], Ns, "*", true),
+            (&[FOO_BAR], Ns, "bar", false),
+            (&[FOO_BAR], Ns, "f*o", true), // a `*` inside is `.*` too
+            // A DNS SAN or a subject is an identity for `*` only: the others need `spiffe://`.
+            (&["client.example"], P, "*", true),
+            (&["client.example"], P, "client.example", false),
+            (&["client.example"], P, "*.example", false),
+            (&["client.example"], Ns, "*", false),
+            (&["CN=legacy,O=inline-authz"], P, "*", true),
+            (
+                &["CN=legacy,O=inline-authz"],
+                P,
+                "CN=legacy,O=inline-authz",
+                false,
+            ),
+            // A SPIFFE ID in the subject's CN: its namespace matches, its principal does not.
+            (
+                &["CN=spiffe://cluster.local/ns/foo/sa/bar"],
+                P,
+                "cluster.local/ns/foo/sa/bar",
+                false,
+            ),
+            (
+                &["CN=spiffe://cluster.local/ns/foo/sa/bar"],
+                Ns,
+                "foo",
+                true,
+            ),
+            // The regex wants `/ns/<value>/`: nothing after the namespace, no namespace.
+            (&["spiffe://cluster.local/ns/foo"], Ns, "foo", false),
+            (
+                &["spiffe://cluster.local/ns/foo"],
+                P,
+                "cluster.local/ns/foo*",
+                true,
+            ),
+            (&["spiffe://ns/foo/sa/x"], Ns, "foo", true), // trust domain `ns`: the regex sees it
+            (
+                &["https://client.example/workload"],
+                P,
+                "https://client.example/workload",
+                false,
+            ),
+            (&["https://client.example/workload"], P, "*", true),
+            // Any identity may match: the URI SAN, the DNS SAN or the subject.
+            (&[FOO_BAR, "bar.example"], P, "*", true),
+            (
+                &["spiffe://td/ns/a/sa/x", "CN=spiffe://td/ns/b/sa/y"],
+                Ns,
+                "b",
+                true,
+            ),
+            (&["spiffe://td/ns/a/sa/x", "CN=y"], P, "td/ns/a/sa/x", true),
+            (&[], P, "*", false),
+            (&[], Ns, "*", false),
+        ];
+        for (identities, attribute, value, want) in rows {
+            let mut r = request("GET", "/");
+            r.peer_identities = identities.iter().map(|i| i.to_string()).collect();
+            let label = format!("{attribute:?} {value:?} on {identities:?}");
+            assert_eq!(
+                text(attribute.clone(), &[value], false).matches(&r),
+                want,
+                "{label}"
+            );
+            assert_eq!(
+                text(attribute, &[value], true).matches(&r),
+                !want,
+                "not {label}"
+            );
+        }
     }
 
     #[test]

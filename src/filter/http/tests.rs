@@ -375,6 +375,59 @@ fn ip_blocks_read_the_source_address_property() {
 }
 
 #[test]
+fn peer_identity_is_the_uri_san_the_dns_san_or_the_subject_as_in_envoy_rbac() {
+    let allow = |source: &str| {
+        format!(r#"{{"policies": [{{"rules": [{{"from": [{{"source": {source}}}]}}]}}]}}"#)
+    };
+    let any = allow(r#"{"principals": ["*"]}"#);
+    let exact = allow(r#"{"principals": ["cluster.local/ns/foo/sa/bar"]}"#);
+    let namespace = allow(r#"{"namespaces": ["foo"]}"#);
+    let spiffe = b"spiffe://cluster.local/ns/foo/sa/bar";
+    let subject = b"CN=spiffe://cluster.local/ns/foo/sa/bar";
+    let cases: [(&str, &str, &[u8], Action); 8] = [
+        (&any, "uri_san_peer_certificate", spiffe, Action::Continue),
+        (
+            &any,
+            "dns_san_peer_certificate",
+            b"client.example",
+            Action::Continue,
+        ),
+        (
+            &any,
+            "subject_peer_certificate",
+            b"CN=legacy",
+            Action::Continue,
+        ),
+        (&any, "subject_peer_certificate", b"", Action::Pause),
+        (&exact, "uri_san_peer_certificate", spiffe, Action::Continue),
+        (
+            &exact,
+            "dns_san_peer_certificate",
+            b"cluster.local/ns/foo/sa/bar",
+            Action::Pause,
+        ),
+        (&exact, "subject_peer_certificate", subject, Action::Pause),
+        (
+            &namespace,
+            "subject_peer_certificate",
+            subject,
+            Action::Continue,
+        ),
+    ];
+    for (config, property, value, want) in cases {
+        let host = FakeHost::new()
+            .with_request("GET", "/", "h")
+            .with_property(&["connection", property], value);
+        assert_eq!(
+            request_with(config, &host).on_request_headers(&host, true),
+            want,
+            "{config} with {property} = {:?}",
+            String::from_utf8_lossy(value)
+        );
+    }
+}
+
+#[test]
 fn destination_port_property_is_little_endian() {
     assert_eq!(parse_port(&8080u64.to_le_bytes()), Some(8080));
     assert_eq!(parse_port(b"short"), None);
