@@ -7,6 +7,7 @@ pub mod grpc;
 pub mod http;
 pub mod lds;
 pub mod load;
+pub mod protocols;
 mod python;
 pub mod scenario;
 pub mod services;
