@@ -43,6 +43,13 @@ if ! python3 -c "import grpc, envoy.service.auth.v3.external_auth_pb2" >/dev/nul
   python3 -m pip install --quiet --disable-pip-version-check grpcio xds-protos
 fi
 
+# The WebSocket upstream of tests/protocols.rs (testbed/protocols/upstream.py; its gRPC side and the
+# gRPC client use grpcio, installed above).
+if ! python3 -c "import websockets.sync.server" >/dev/null 2>&1; then
+  echo "prereqs: installing websockets from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check websockets
+fi
+
 # The TLS front of the test bed (testbed/tls/tls_front.py: https discovery documents and JWKS):
 # `cryptography` makes its per-run test CA and server certificate.
 if ! python3 -c "import cryptography.x509" >/dev/null 2>&1; then

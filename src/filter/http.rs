@@ -475,6 +475,23 @@ impl AuthzRequest {
             .is_some_and(|t| t.starts_with("application/grpc"))
     }
 
+    /// A WebSocket upgrade (`connection: …upgrade…` with `upgrade: websocket`) or an HTTP/2
+    /// extended CONNECT (`:protocol` set, not `bytestream`): as Envoy's ext_authz, its body is
+    /// never awaited, since the client sends nothing before the upgrade is answered.
+    fn is_upgrade(&self) -> bool {
+        let websocket = self.header("connection").is_some_and(|c| {
+            c.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        }) && self
+            .header("upgrade")
+            .is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket"));
+        let extended_connect = self.attributes.method == "CONNECT"
+            && self
+                .header(":protocol")
+                .is_some_and(|p| !p.is_empty() && p != "bytestream");
+        websocket || extended_connect
+    }
+
     /// A hostcall failure on the request path ends the request closed (one log line naming it).
     fn or_fail_closed(&self, next: HostResult<Next>) -> Next {
         next.unwrap_or_else(|error| {
@@ -580,8 +597,12 @@ impl AuthzRequest {
             log::error!("#{} CUSTOM policy without a provider", self.context_id);
             return Next::Reply(LocalReply::internal());
         };
-        // No body to carry (the headers ended the stream): the check request has none either.
-        let Some(options) = provider.body.filter(|_| checks.body != Body::None) else {
+        // No body to carry (the headers ended the stream, or an upgrade whose bytes flow only
+        // after the 101): the check request has none either.
+        let Some(options) = provider
+            .body
+            .filter(|_| checks.body != Body::None && !self.is_upgrade())
+        else {
             let next = self.check(host, provider, checks, None);
             return self.or_fail_closed(next);
         };

@@ -2,8 +2,10 @@
 //! filter, reduced to what must be equal (status, headers to the client, body, what the
 //! authorization service and the upstream received), with volatile values taken out.
 
+use std::io;
+
 use crate::grpc::tidy_check;
-use crate::http::{Call, Request};
+use crate::http::{Call, Request, Response};
 use crate::scenario::{marker, Bed};
 
 /// Headers whose values change on every request.
@@ -77,10 +79,22 @@ fn seen(request: &Request, mark: &str) -> Seen {
 
 /// Sends `make(marker)` to the listener and gathers what happened.
 pub fn observe(bed: &Bed, listener: &str, make: &dyn Fn(&str) -> Call) -> Observed {
+    observe_via(bed, listener, make, &|call, port| call.send(port))
+}
+
+/// How a request goes to a listener's port: HTTP/1.1 (`Call::send`), HTTP/2, raw bytes …
+pub type Send = dyn Fn(&Call, u16) -> io::Result<Response>;
+
+/// As `observe`, with the request sent by `send`.
+pub fn observe_via(
+    bed: &Bed,
+    listener: &str,
+    make: &dyn Fn(&str) -> Call,
+    send: &Send,
+) -> Observed {
     let mark = marker(listener);
     let call = make(&mark);
-    let response = call
-        .send(bed.port(listener))
+    let response = send(&call, bed.port(listener))
         .unwrap_or_else(|e| panic!("{listener}: {e}\n{}", bed.envoy.log_tail(30)));
     let authz = bed
         .authz
@@ -113,8 +127,19 @@ pub fn observe(bed: &Bed, listener: &str, make: &dyn Fn(&str) -> Call) -> Observ
 
 /// The same request through two listeners; panics with both sides when they differ.
 pub fn same(bed: &Bed, filter: &str, native: &str, make: &dyn Fn(&str) -> Call) -> Observed {
-    let ours = observe(bed, filter, make);
-    let theirs = observe(bed, native, make);
+    same_via(bed, filter, native, make, &|call, port| call.send(port))
+}
+
+/// As `same`, with the requests sent by `send`.
+pub fn same_via(
+    bed: &Bed,
+    filter: &str,
+    native: &str,
+    make: &dyn Fn(&str) -> Call,
+    send: &Send,
+) -> Observed {
+    let ours = observe_via(bed, filter, make, send);
+    let theirs = observe_via(bed, native, make, send);
     assert_eq!(
         ours, theirs,
         "\n{filter} (left) and {native} (right) differ"

@@ -8,6 +8,7 @@ pub mod http;
 pub mod lds;
 pub mod load;
 pub mod mtls;
+pub mod protocols;
 mod python;
 pub mod scenario;
 pub mod services;

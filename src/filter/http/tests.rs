@@ -217,6 +217,43 @@ fn body_is_buffered_and_sent_with_the_partial_flag() {
 }
 
 #[test]
+fn upgrade_requests_are_checked_at_once_without_waiting_for_a_body() {
+    let config = provider_with(
+        r#", "includeRequestBodyInCheck": {"maxRequestBytes": 4, "allowPartialMessage": false}"#,
+    );
+    let websocket = FakeHost::new()
+        .with_request("GET", "/chat", "h")
+        .with_request_header("connection", "keep-alive, Upgrade")
+        .with_request_header("upgrade", "WebSocket");
+    let extended_connect = FakeHost::new()
+        .with_request("CONNECT", "/chat", "h")
+        .with_request_header(":protocol", "websocket");
+    for host in [websocket, extended_connect] {
+        let mut request = request_with(&config, &host);
+        assert_eq!(request.on_request_headers(&host, false), Action::Pause);
+        let sent = host.last_dispatch().expect("checked before any body");
+        assert_eq!(sent.body, None);
+        assert_eq!(sent.header("x-envoy-auth-partial-body"), None);
+        assert!(!request.waiting_for_body());
+        host.answering(200, &[], "");
+        answer(&mut request, &host, sent.token);
+        assert_eq!(host.resumed.get(), 1, "the upgrade goes on");
+        assert_eq!(
+            request.on_request_body(&host, 100, false),
+            Action::Continue,
+            "frames after the upgrade pass"
+        );
+    }
+    // Other requests still wait, whatever their `upgrade` header says without `connection`.
+    let plain = FakeHost::new()
+        .with_request("POST", "/chat", "h")
+        .with_request_header("upgrade", "websocket");
+    let mut request = request_with(&config, &plain);
+    assert_eq!(request.on_request_headers(&plain, false), Action::Pause);
+    assert!(plain.dispatched.borrow().is_empty() && request.waiting_for_body());
+}
+
+#[test]
 fn oversized_body_gets_413_even_when_fail_open() {
     let config = provider_with(
         r#", "failOpen": true, "includeRequestBodyInCheck": {"maxRequestBytes": 4, "allowPartialMessage": false}"#,
