@@ -57,6 +57,13 @@ if ! python3 -c "import cryptography.x509" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check cryptography
 fi
 
+# curl with HTTP/2 is the mTLS and h2c client of the test bed (tests/mtls.rs, tests/protocols.rs).
+if ! curl --version 2>/dev/null | grep -qw HTTP2 && command -v apt-get >/dev/null 2>&1; then
+  echo "prereqs: installing curl (Debian)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl) >/dev/null 2>&1 \
+    || echo "prereqs: curl could not be installed; tests/mtls.rs and tests/protocols.rs will say so"
+fi
+
 # skopeo reads the OCI image layout the way registries and Istio see it (tests/oci_image.rs).
 if ! command -v skopeo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   echo "prereqs: installing skopeo (Debian)"
