@@ -28,8 +28,55 @@ static BED: LazyLock<Bed> = LazyLock::new(|| {
                   {"name": "check-headers", "action": "CUSTOM", "provider": {"name": "p"}, "rules": [{"to": [{"operation": {"paths": ["/headers"]}}]}]},
                   {"name": "deny-admin", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}]}"#,
         ),
+        // Asked only by this listener (native ext_authz uses `authz`): the cluster's stats are
+        // the filter's checks alone.
+        Listener::wasm(
+            "timed",
+            r#"{"extensionProviders": [{"name": "p", "envoyExtAuthzHttp": {"service": "ext-authz.default.svc.cluster.local", "port": 8000,
+                  "includeRequestHeadersInCheck": ["x-ext-authz"]}}]}"#,
+        ),
     ])
 });
+
+/// The filter has no latency histogram of its own: the authorization cluster's
+/// `upstream_rq_time` times its checks, as it times any request to that cluster (docs/operating.md).
+#[test]
+fn the_authorization_cluster_times_the_filters_checks() {
+    const CLUSTER: &str = "outbound|8000||ext-authz.default.svc.cluster.local";
+    // `P0(interval,cumulative) … P100(…)` once a sample was recorded, `No recorded values` before.
+    assert!(!BED
+        .envoy
+        .admin("/stats?filter=upstream_rq_time")
+        .unwrap_or_default()
+        .contains(&format!("cluster.{CLUSTER}.upstream_rq_time: P0(")));
+    let timed = || -> bool {
+        let text = BED
+            .envoy
+            .admin("/stats?filter=upstream_rq_time")
+            .unwrap_or_default();
+        text.lines()
+            .any(|l| l.starts_with(&format!("cluster.{CLUSTER}.upstream_rq_time: P0(")))
+    };
+    for _ in 0..3 {
+        let answer = Call::get("/headers")
+            .header("x-ext-authz", "allow")
+            .send(BED.port("timed"))
+            .unwrap();
+        assert_eq!(answer.status, 200);
+    }
+    assert_eq!(
+        BED.envoy
+            .stat(&format!("cluster.{CLUSTER}.upstream_rq_total")),
+        3,
+        "one request to the cluster per check"
+    );
+    // Histograms reach the admin endpoint when Envoy flushes its stats (every 5 s by default).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !timed() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(timed(), "the checks are timed by the cluster");
+}
 
 #[test]
 fn dry_run_policies_never_block_and_are_counted() {
