@@ -33,8 +33,8 @@ pub fn path_at(text: &[u8], line: usize, column: usize) -> String {
     let mut i = 0;
     // Inside an object, a string is a key when no key is pending a value yet.
     let mut expecting_key = false;
-    while i < end {
-        match text[i] {
+    while let Some(&byte) = text.get(i).filter(|_| i < end) {
+        match byte {
             b'{' => {
                 stack.push(Frame::Object(None));
                 expecting_key = true;
@@ -59,15 +59,15 @@ pub fn path_at(text: &[u8], line: usize, column: usize) -> String {
             b'"' => {
                 let start = i + 1;
                 i += 1;
-                while i < text.len() && text[i] != b'"' {
-                    if text[i] == b'\\' {
+                while let Some(&c) = text.get(i).filter(|&&c| c != b'"') {
+                    if c == b'\\' {
                         i += 1;
                     }
                     i += 1;
                 }
                 if expecting_key {
                     if let Some(Frame::Object(key)) = stack.last_mut() {
-                        let raw = &text[start..i.min(text.len())];
+                        let raw = text.get(start..i.min(text.len())).unwrap_or_default();
                         *key = Some(
                             serde_json::from_slice::<String>(&[b"\"", raw, b"\""].concat())
                                 .unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned()),

@@ -92,10 +92,10 @@ fn custom_provider(
 /// checked (the plain "check everything" setup).
 pub(super) fn group(entries: Vec<Entry>, providers: &[Provider]) -> Policies {
     let mut policies = Policies::default();
-    if entries.is_empty() && providers.len() == 1 {
+    if let ([], [only]) = (entries.as_slice(), providers) {
         policies.custom.push(CustomPolicy {
             policy: Policy {
-                name: format!("{}-all-requests", providers[0].name),
+                name: format!("{}-all-requests", only.name),
                 rules: vec![Rule::default()],
                 dry_run: false,
             },

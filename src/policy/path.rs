@@ -79,28 +79,26 @@ fn hex_value(b: u8) -> Option<u8> {
 
 /// `%2F` / `%5C` in either case become `/` / `\` (Envoy's UNESCAPE_AND_FORWARD).
 fn unescape_slashes(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let pair = [
-                bytes[i + 1].to_ascii_uppercase(),
-                bytes[i + 2].to_ascii_uppercase(),
-            ];
-            if pair == *b"2F" {
-                out.push(b'/');
-                i += 3;
-                continue;
-            }
-            if pair == *b"5C" {
-                out.push(b'\\');
-                i += 3;
-                continue;
+    let mut rest = path.as_bytes();
+    let mut out = Vec::with_capacity(rest.len());
+    while let Some((&b, tail)) = rest.split_first() {
+        if let [b'%', hi, lo, after @ ..] = rest {
+            match [hi.to_ascii_uppercase(), lo.to_ascii_uppercase()] {
+                [b'2', b'F'] => {
+                    out.push(b'/');
+                    rest = after;
+                    continue;
+                }
+                [b'5', b'C'] => {
+                    out.push(b'\\');
+                    rest = after;
+                    continue;
+                }
+                _ => {}
             }
         }
-        out.push(bytes[i]);
-        i += 1;
+        out.push(b);
+        rest = tail;
     }
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -109,27 +107,25 @@ fn unescape_slashes(path: &str) -> String {
 /// slashes, escapes of unreserved characters are decoded, other escapes upper-cased, and
 /// dot segments (also when escaped, `%2e`) are removed. Repeated slashes are kept.
 fn canonical(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' && i + 2 < bytes.len() {
-            if let (Some(hi), Some(lo)) = (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
-                let value = hi * 16 + lo;
+    let mut rest = path.as_bytes();
+    let mut decoded = Vec::with_capacity(rest.len());
+    while let Some((&b, tail)) = rest.split_first() {
+        if let [b'%', hi, lo, after @ ..] = rest {
+            if let (Some(h), Some(l)) = (hex_value(*hi), hex_value(*lo)) {
+                let value = h * 16 + l;
                 if is_unreserved(value) {
                     decoded.push(value);
                 } else {
                     decoded.push(b'%');
-                    decoded.push(bytes[i + 1].to_ascii_uppercase());
-                    decoded.push(bytes[i + 2].to_ascii_uppercase());
+                    decoded.push(hi.to_ascii_uppercase());
+                    decoded.push(lo.to_ascii_uppercase());
                 }
-                i += 3;
+                rest = after;
                 continue;
             }
         }
         decoded.push(if b == b'\\' { b'/' } else { b });
-        i += 1;
+        rest = tail;
     }
     remove_dot_segments(&String::from_utf8_lossy(&decoded))
 }
