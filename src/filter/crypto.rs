@@ -22,6 +22,7 @@ impl SignatureBackend for HostCrypto<'_> {
             Alg::Rs512 => ("sha512", None),
             Alg::Es256 => ("sha256", Some(64)),
             Alg::Es384 => ("sha384", Some(96)),
+            Alg::Es512 => ("sha512", Some(132)),
             _ => return None,
         };
         // The same verdicts as pure Rust: the key must fit the algorithm, and an ECDSA signature

@@ -24,7 +24,7 @@ pub enum Alg {
     Es256,
     /// ECDSA on P-384 with SHA-384.
     Es384,
-    /// ECDSA on P-521 with SHA-512: parsed, but no key type here verifies it.
+    /// ECDSA on P-521 with SHA-512.
     Es512,
     /// Ed25519 (RFC 8037).
     EdDsa,
