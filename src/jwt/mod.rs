@@ -14,6 +14,8 @@ pub(crate) mod sharing;
 pub mod status;
 pub mod token;
 pub mod verify;
+#[cfg(test)]
+mod wycheproof;
 
 use std::rc::Rc;
 use std::time::Duration;
