@@ -113,8 +113,7 @@ pub fn arguments(hash: &str, public_key: &[u8], signature: &[u8], text: &[u8]) -
 pub fn result(bytes: &[u8]) -> bool {
     let mut i = 0;
     let mut verified = false;
-    while i < bytes.len() {
-        let key = bytes[i];
+    while let Some(&key) = bytes.get(i) {
         i += 1;
         match (key >> 3, key & 7) {
             (1, 0) => {
