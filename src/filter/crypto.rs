@@ -22,6 +22,7 @@ impl SignatureBackend for HostCrypto<'_> {
             Alg::Rs512 => ("sha512", None),
             Alg::Es256 => ("sha256", Some(64)),
             Alg::Es384 => ("sha384", Some(96)),
+            Alg::Es512 => ("sha512", Some(132)),
             _ => return None,
         };
         // The same verdicts as pure Rust: the key must fit the algorithm, and an ECDSA signature
@@ -46,7 +47,7 @@ impl SignatureBackend for HostCrypto<'_> {
 /// Whether the host offers `verify_signature`: one call with a well-formed but meaningless key
 /// and signature (the host answers `false`); `NotFound` means no.
 pub fn host_offers_verify_signature(host: &dyn Host) -> bool {
-    let mut n = vec![0xc5; 128];
+    let mut n = [0xc5u8; 128];
     n[127] = 0x01;
     let Ok(key) = crate::jwt::rsa::RsaKey::new(&n, &[1, 0, 1]) else {
         return false;

@@ -1,12 +1,13 @@
-//! ECDSA verification on NIST P-256 (ES256) and P-384 (ES384), written on crypto-bigint's
-//! Montgomery arithmetic (the same code serves both curves, which keeps the `.wasm` small).
+//! ECDSA verification on NIST P-256 (ES256), P-384 (ES384) and P-521 (ES512), written on
+//! crypto-bigint's Montgomery arithmetic (the same code serves the three curves, which keeps the
+//! `.wasm` small).
 //! Verification handles public data only, so variable-time arithmetic is fine here.
 //! FIPS 186-4 section 6.4.2; point formulas for a = -3 in Jacobian coordinates
 //! (dbl-2001-b, add-2007-bl, from the Explicit-Formulas Database).
 
 use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
-use crypto_bigint::{Limb, Uint, U256, U384};
-use sha2::{Digest, Sha256, Sha384};
+use crypto_bigint::{Limb, Uint, U256, U384, U576};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// A short Weierstrass curve y² = x³ - 3x + b.
 struct Curve<const L: usize> {
@@ -33,18 +34,30 @@ const P384: Curve<{ U384::LIMBS }> = Curve {
     gy: U384::from_be_hex("3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f"),
 };
 
+// P-521 in 576 bits: the smallest size crypto-bigint has on both 64-bit hosts and wasm32.
+const P521: Curve<{ U576::LIMBS }> = Curve {
+    p: U576::from_be_hex("00000000000001ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+    n: U576::from_be_hex("00000000000001fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409"),
+    b: U576::from_be_hex("0000000000000051953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00"),
+    gx: U576::from_be_hex("00000000000000c6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5bd66"),
+    gy: U576::from_be_hex("000000000000011839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd16650"),
+};
+
 /// Which curve a key is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Named {
     P256,
     P384,
+    P521,
 }
 
 impl Named {
+    /// The length of a coordinate, and of `r` and `s` in a JOSE signature (RFC 7518 section 3.4).
     pub fn coordinate_len(self) -> usize {
         match self {
             Named::P256 => 32,
             Named::P384 => 48,
+            Named::P521 => 66,
         }
     }
 }
@@ -62,12 +75,19 @@ impl std::fmt::Debug for EcKey {
     }
 }
 
+/// Big-endian bytes as an integer (the low `L` limbs' worth of them).
 fn uint<const L: usize>(bytes: &[u8]) -> Uint<L> {
-    let size = L * Limb::BYTES;
-    let mut buffer = vec![0u8; size];
-    let take = bytes.len().min(size);
-    buffer[size - take..].copy_from_slice(&bytes[bytes.len() - take..]);
+    let mut buffer = vec![0u8; L * Limb::BYTES];
+    for (to, from) in buffer.iter_mut().rev().zip(bytes.iter().rev()) {
+        *to = *from;
+    }
     Uint::from_be_slice(&buffer)
+}
+
+/// The coordinates of an uncompressed point `04 || x || y` (both halves of the same length).
+fn coordinates(point: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (_, xy) = point.split_first()?;
+    xy.split_at_checked(xy.len() / 2)
 }
 
 /// A point in Jacobian coordinates; `z = 0` is the point at infinity.
@@ -95,8 +115,10 @@ impl<const L: usize> Field<L> {
         DynResidue::one(self.params)
     }
 
+    /// Residues are kept below the modulus, and zero is zero in Montgomery form too: no
+    /// conversion needed.
     fn is_zero(&self, value: &DynResidue<L>) -> bool {
-        value.retrieve() == Uint::ZERO
+        *value.as_montgomery() == Uint::ZERO
     }
 
     fn infinity(&self) -> Point<L> {
@@ -172,12 +194,6 @@ impl<const L: usize> Field<L> {
     }
 }
 
-fn bit<const L: usize>(value: &Uint<L>, index: usize) -> bool {
-    let words = value.as_words();
-    let bits = Limb::BITS;
-    (words[index / bits] >> (index % bits)) & 1 == 1
-}
-
 /// The Montgomery parameters of a curve's field and group order, computed once per VM: they cost
 /// far more than a verification.
 struct Params<const L: usize> {
@@ -197,6 +213,7 @@ impl<const L: usize> Params<L> {
 thread_local! {
     static P256_PARAMS: Params<{ U256::LIMBS }> = Params::of(&P256);
     static P384_PARAMS: Params<{ U384::LIMBS }> = Params::of(&P384);
+    static P521_PARAMS: Params<{ U576::LIMBS }> = Params::of(&P521);
 }
 
 fn verify_on<const L: usize>(
@@ -206,11 +223,13 @@ fn verify_on<const L: usize>(
     digest: &[u8],
     signature: &[u8],
 ) -> bool {
-    let size = (point.len() - 1) / 2;
-    if signature.len() != 2 * size {
+    let Some((x, y)) = coordinates(point) else {
+        return false;
+    };
+    if signature.len() != 2 * x.len() {
         return false;
     }
-    let (r_bytes, s_bytes) = signature.split_at(size);
+    let (r_bytes, s_bytes) = signature.split_at(x.len());
     let (r, s) = (uint::<L>(r_bytes), uint::<L>(s_bytes));
     if r == Uint::ZERO || s == Uint::ZERO || r >= curve.n || s >= curve.n {
         return false;
@@ -222,7 +241,8 @@ fn verify_on<const L: usize>(
     if !bool::from(invertible) {
         return false;
     }
-    // The digest is as long as the curve here (SHA-256 / P-256, SHA-384 / P-384).
+    // The digest is as long as the group order (SHA-256 / P-256, SHA-384 / P-384) or shorter
+    // (SHA-512 / P-521): no bits to drop (FIPS 186-4 section 6.4.2, step 3).
     let e = scalars.of(&uint::<L>(digest));
     let u1 = (e * w).retrieve();
     let u2 = (scalars.of(&r) * w).retrieve();
@@ -236,15 +256,16 @@ fn verify_on<const L: usize>(
         z: field.one(),
     };
     let q = Point {
-        x: field.of(&uint::<L>(&point[1..1 + size])),
-        y: field.of(&uint::<L>(&point[1 + size..])),
+        x: field.of(&uint::<L>(x)),
+        y: field.of(&uint::<L>(y)),
         z: field.one(),
     };
     let gq = field.add(&g, &q);
     let mut acc = field.infinity();
-    for index in (0..L * Limb::BITS).rev() {
+    let top = u1.bits_vartime().max(u2.bits_vartime());
+    for index in (0..top).rev() {
         acc = field.double(&acc);
-        match (bit(&u1, index), bit(&u2, index)) {
+        match (u1.bit_vartime(index), u2.bit_vartime(index)) {
             (true, true) => acc = field.add(&acc, &gq),
             (true, false) => acc = field.add(&acc, &g),
             (false, true) => acc = field.add(&acc, &q),
@@ -259,7 +280,7 @@ fn verify_on<const L: usize>(
         return false;
     }
     let x = (acc.x * z_inv.square()).retrieve();
-    // x mod n (x < p < 2n for both curves).
+    // x mod n (x < p < 2n for the three curves).
     let v = if x >= curve.n {
         x.wrapping_sub(&curve.n)
     } else {
@@ -269,11 +290,10 @@ fn verify_on<const L: usize>(
 }
 
 fn on_curve<const L: usize>(curve: &Curve<L>, point: &[u8]) -> bool {
-    let size = (point.len() - 1) / 2;
-    let (x, y) = (
-        uint::<L>(&point[1..1 + size]),
-        uint::<L>(&point[1 + size..]),
-    );
+    let Some((x, y)) = coordinates(point) else {
+        return false;
+    };
+    let (x, y) = (uint::<L>(x), uint::<L>(y));
     if x >= curve.p || y >= curve.p {
         return false;
     }
@@ -298,6 +318,7 @@ impl EcKey {
         let valid = match curve {
             Named::P256 => on_curve(&P256, &point),
             Named::P384 => on_curve(&P384, &point),
+            Named::P521 => on_curve(&P521, &point),
         };
         if !valid {
             return Err(format!("the point is not on {curve:?}"));
@@ -305,13 +326,16 @@ impl EcKey {
         Ok(EcKey { curve, point })
     }
 
-    /// A JOSE ECDSA signature (`r || s`) over `message`: SHA-256 on P-256, SHA-384 on P-384.
+    /// A JOSE ECDSA signature (`r || s`) over `message`: SHA-256 on P-256, SHA-384 on P-384,
+    /// SHA-512 on P-521.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match self.curve {
             Named::P256 => P256_PARAMS
                 .with(|p| verify_on(&P256, p, &self.point, &Sha256::digest(message), signature)),
             Named::P384 => P384_PARAMS
                 .with(|p| verify_on(&P384, p, &self.point, &Sha384::digest(message), signature)),
+            Named::P521 => P521_PARAMS
+                .with(|p| verify_on(&P521, p, &self.point, &Sha512::digest(message), signature)),
         }
     }
 }
@@ -343,5 +367,11 @@ mod tests {
         assert!(on_curve(&P384, &g384));
         assert!(EcKey::new(Named::P384, &g384[1..49], &g384[49..]).is_ok());
         assert!(EcKey::new(Named::P256, &off[1..33], &off[33..]).is_err());
+        let g521 = [vec![4u8], hex("00c6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5bd66"), hex("011839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd16650")].concat();
+        assert!(on_curve(&P521, &g521));
+        assert!(EcKey::new(Named::P521, &g521[1..67], &g521[67..]).is_ok());
+        let mut off521 = g521.clone();
+        off521[132] ^= 1;
+        assert!(EcKey::new(Named::P521, &off521[1..67], &off521[67..]).is_err());
     }
 }

@@ -57,20 +57,19 @@ fn after_prefix(value: &str, prefix: &str) -> Option<String> {
 
 /// Percent-decodes a query component (`+` stays `+`, as Envoy's query parser).
 pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, after)) = rest.split_first() {
+        if let (b'%', [hi, lo, ..]) = (byte, after) {
+            if let (Some(hi), Some(lo)) = (hex(*hi), hex(*lo)) {
                 out.push((hi * 16 + lo) as u8);
-                i += 3;
+                rest = after.get(2..).unwrap_or_default();
                 continue;
             }
         }
-        out.push(bytes[i]);
-        i += 1;
+        out.push(byte);
+        rest = after;
     }
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -243,6 +242,9 @@ mod tests {
         assert_eq!(percent_decode("a%2Eb"), "a.b");
         assert_eq!(percent_decode("%é%"), "%é%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%41%4a"), "AJ");
+        assert_eq!(percent_decode("a%2E"), "a.");
+        assert_eq!(percent_decode("%"), "%");
     }
 
     #[test]

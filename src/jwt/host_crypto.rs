@@ -44,6 +44,7 @@ const RSA_ENCRYPTION: &[u8] = &[
 const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const PRIME256V1: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const SECP384R1: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+const SECP521R1: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
 
 fn spki(algorithm: &[u8], key: &[u8]) -> Vec<u8> {
     let mut bits = vec![0u8];
@@ -65,6 +66,7 @@ pub fn ec_spki(point: &[u8]) -> Option<Vec<u8>> {
     let curve = match point.len() {
         65 => PRIME256V1,
         97 => SECP384R1,
+        133 => SECP521R1,
         _ => return None,
     };
     let mut algorithm = EC_PUBLIC_KEY.to_vec();
@@ -111,8 +113,7 @@ pub fn arguments(hash: &str, public_key: &[u8], signature: &[u8], text: &[u8]) -
 pub fn result(bytes: &[u8]) -> bool {
     let mut i = 0;
     let mut verified = false;
-    while i < bytes.len() {
-        let key = bytes[i];
+    while let Some(&key) = bytes.get(i) {
         i += 1;
         match (key >> 3, key & 7) {
             (1, 0) => {

@@ -1,4 +1,4 @@
-//! JSON Web Key Sets: parsed once into typed public keys (RSA, EC P-256 / P-384, Ed25519) and
+//! JSON Web Key Sets: parsed once into typed public keys (RSA, EC P-256 / P-384 / P-521, Ed25519) and
 //! HMAC secrets (`oct`). Keys of unknown or unsupported types are skipped, as jwt_verify_lib does.
 
 use std::fmt;
@@ -33,7 +33,7 @@ impl KeyMaterial {
         if let KeyMaterial::Ec(key) = self {
             return matches!(
                 (key.curve, alg),
-                (Named::P256, Alg::Es256) | (Named::P384, Alg::Es384)
+                (Named::P256, Alg::Es256) | (Named::P384, Alg::Es384) | (Named::P521, Alg::Es512)
             );
         }
         matches!(
@@ -113,6 +113,7 @@ fn material(key: &Value) -> Result<Option<KeyMaterial>, String> {
         "EC" => match field(key, "crv").ok_or("missing \"crv\"")? {
             "P-256" => ec_key(key, Named::P256)?,
             "P-384" => ec_key(key, Named::P384)?,
+            "P-521" => ec_key(key, Named::P521)?,
             _ => return Ok(None),
         },
         "OKP" => match field(key, "crv").ok_or("missing \"crv\"")? {
@@ -166,7 +167,7 @@ impl Jwks {
             });
         }
         if jwks.keys.is_empty() {
-            return Err("no usable key (RSA, EC P-256/P-384, OKP Ed25519, oct)".into());
+            return Err("no usable key (RSA, EC P-256/P-384/P-521, OKP Ed25519, oct)".into());
         }
         Ok(jwks)
     }

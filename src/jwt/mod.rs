@@ -14,6 +14,8 @@ pub(crate) mod sharing;
 pub mod status;
 pub mod token;
 pub mod verify;
+#[cfg(test)]
+mod wycheproof;
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -272,8 +274,7 @@ impl JwtConfig {
         }
         verified.reverse();
         let mut mutations = Vec::new();
-        for (jwt, rule_index, location) in &verified {
-            let rule = &self.rules[*rule_index];
+        for (jwt, rule, location) in &verified {
             if !rule.forward {
                 match location {
                     Location::Header { name, .. } => {
@@ -305,7 +306,9 @@ impl JwtConfig {
             }
         }
         // The identity policies see: the first token, as Envoy's payload metadata ends up holding.
-        let (jwt, _, _) = &verified[0];
+        let Some((jwt, _, _)) = verified.first() else {
+            return Outcome::NoToken;
+        };
         let auth = AuthInfo {
             principal: format!("{}/{}", jwt.issuer, jwt.subject),
             audiences: jwt.audiences.clone(),
@@ -324,20 +327,21 @@ impl JwtConfig {
         v: &Verifier,
         token: &str,
         readers: &[usize],
-    ) -> Result<(Rc<Jwt>, usize), Stop> {
+    ) -> Result<(Rc<Jwt>, &JwtRule), Stop> {
         if let Some(hit) = v.cache.and_then(|c| c.get(token, v.now)) {
-            if readers.contains(&hit.rule) && hit.generation == v.keys.generation(hit.rule) {
-                self.check_claims(&hit.jwt, hit.rule, v.now)?;
-                return Ok((Rc::clone(&hit.jwt), hit.rule));
+            if let Some(rule) = self.rules.get(hit.rule) {
+                if readers.contains(&hit.rule) && hit.generation == v.keys.generation(hit.rule) {
+                    self.check_claims(&hit.jwt, rule, v.now)?;
+                    return Ok((Rc::clone(&hit.jwt), rule));
+                }
             }
         }
         let jwt = Rc::new(Jwt::parse(token).map_err(Stop::Failed)?);
-        let rule_index = readers
+        let (rule_index, rule) = readers
             .iter()
-            .copied()
-            .find(|i| self.rules[*i].issuer == jwt.issuer)
+            .find_map(|&i| Some((i, self.rules.get(i)?)).filter(|(_, r)| r.issuer == jwt.issuer))
             .ok_or(Stop::Failed(JwtStatus::JwtUnknownIssuer))?;
-        self.check_claims(&jwt, rule_index, v.now)?;
+        self.check_claims(&jwt, rule, v.now)?;
         match v.keys.keys(rule_index) {
             Keys::Ready(jwks) => match verify::verify(&jwt, &jwks, v.backend) {
                 Ok(()) => {}
@@ -364,14 +368,14 @@ impl JwtConfig {
                 },
             );
         }
-        Ok((jwt, rule_index))
+        Ok((jwt, rule))
     }
 
     /// Time, then audience (jwt_verify_lib's order after the issuer).
-    fn check_claims(&self, jwt: &Jwt, rule: usize, now: u64) -> Result<(), Stop> {
+    fn check_claims(&self, jwt: &Jwt, rule: &JwtRule, now: u64) -> Result<(), Stop> {
         jwt.check_time(now, self.clock_skew.as_secs())
             .map_err(Stop::Failed)?;
-        let audiences = &self.rules[rule].audiences;
+        let audiences = &rule.audiences;
         if !audiences.is_empty()
             && !jwt
                 .audiences

@@ -15,11 +15,14 @@ pub struct Modulus {
     len: usize,
 }
 
-/// Big-endian bytes to little-endian limbs, `limbs` of them (the bytes must fit).
+/// Big-endian bytes to little-endian limbs, `limbs` of them (bytes that do not fit are dropped:
+/// callers check the length first).
 fn to_limbs(bytes: &[u8], limbs: usize) -> Vec<u32> {
     let mut out = vec![0u32; limbs];
-    for (i, byte) in bytes.iter().rev().enumerate() {
-        out[i / 4] |= u32::from(*byte) << (8 * (i % 4));
+    for (limb, chunk) in out.iter_mut().zip(bytes.rchunks(4)) {
+        *limb = chunk
+            .iter()
+            .fold(0u32, |acc, byte| acc << 8 | u32::from(*byte));
     }
     out
 }
@@ -61,6 +64,15 @@ fn multiply_add(t: &mut [u32], a: u64, b: &[u32]) -> u64 {
     carry
 }
 
+/// 1 in `k` limbs.
+fn one(k: usize) -> Vec<u32> {
+    let mut one = vec![0u32; k];
+    if let Some(low) = one.first_mut() {
+        *low = 1;
+    }
+    one
+}
+
 impl Modulus {
     /// From big-endian bytes without leading zeros; `None` for an even or empty modulus.
     pub fn new(n: &[u8]) -> Option<Modulus> {
@@ -69,14 +81,14 @@ impl Modulus {
         }
         let k = n.len().div_ceil(4);
         let limbs = to_limbs(n, k);
+        let low = *limbs.first()?;
         // n * inv = 1 mod 2^32 by Newton's iteration (each step doubles the correct bits).
         let mut inv = 1u32;
         for _ in 0..5 {
-            inv = inv.wrapping_mul(2u32.wrapping_sub(limbs[0].wrapping_mul(inv)));
+            inv = inv.wrapping_mul(2u32.wrapping_sub(low.wrapping_mul(inv)));
         }
         // R^2 mod n by doubling 1 (64 * k times), reducing each time.
-        let mut r2 = vec![0u32; k];
-        r2[0] = 1;
+        let mut r2 = one(k);
         for _ in 0..64 * k {
             let mut carry = 0u32;
             for limb in r2.iter_mut() {
@@ -96,13 +108,17 @@ impl Modulus {
         })
     }
 
-    /// `a * b * R^-1 mod n` into `out` (`t` is scratch of `2k + 1` limbs): the product, then
-    /// Montgomery reduction.
+    /// `a * b * R^-1 mod n` into `out` (`a`, `b`, `out` of `k` limbs, `t` scratch of `2k + 1`):
+    /// the product, then Montgomery reduction. Slices of other sizes give a wrong result, never
+    /// a panic (the callers size them).
     fn mul(&self, a: &[u32], b: &[u32], t: &mut [u32], out: &mut [u32]) {
         let k = self.n.len();
-        t.iter_mut().for_each(|x| *x = 0);
+        t.fill(0);
         for (i, &ai) in a.iter().enumerate() {
-            t[i + k] = multiply_add(&mut t[i..i + k], u64::from(ai), b) as u32;
+            // Row i: t[i..i + k] += a_i * b, its carry into t[i + k].
+            if let Some((top, row)) = t.get_mut(i..=i + k).and_then(<[u32]>::split_last_mut) {
+                *top = multiply_add(row, u64::from(ai), b) as u32;
+            }
         }
         self.reduce(t, out);
     }
@@ -112,24 +128,33 @@ impl Modulus {
     /// squares).
     fn square(&self, a: &[u32], t: &mut [u32], out: &mut [u32]) {
         let k = self.n.len();
-        t.iter_mut().for_each(|x| *x = 0);
+        t.fill(0);
         for (i, &ai) in a.iter().enumerate() {
-            t[i + k] = multiply_add(&mut t[2 * i + 1..i + k], u64::from(ai), &a[i + 1..]) as u32;
+            // Row i: t[2i + 1..i + k] += a_i * a[i + 1..], its carry into t[i + k].
+            let row = t
+                .get_mut(2 * i + 1..=i + k)
+                .and_then(<[u32]>::split_last_mut);
+            if let (Some((top, row)), Some(rest)) = (row, a.get(i + 1..)) {
+                *top = multiply_add(row, u64::from(ai), rest) as u32;
+            }
         }
         // The cross products are below a^2 / 2: doubled, they still fit in 2k limbs.
         let mut top = 0u32;
-        for limb in t[..2 * k].iter_mut() {
+        for limb in t.get_mut(..2 * k).unwrap_or_default() {
             let next = *limb >> 31;
             *limb = *limb << 1 | top;
             top = next;
         }
         let mut carry = 0u64;
-        for (pair, &ai) in t[..2 * k].chunks_exact_mut(2).zip(a) {
+        for (pair, &ai) in t.chunks_exact_mut(2).zip(a) {
+            let [low_limb, high_limb] = pair else {
+                continue;
+            };
             let square = u64::from(ai) * u64::from(ai);
-            let low = u64::from(pair[0]) + (square & 0xffff_ffff) + carry;
-            pair[0] = low as u32;
-            let high = u64::from(pair[1]) + (square >> 32) + (low >> 32);
-            pair[1] = high as u32;
+            let low = u64::from(*low_limb) + (square & 0xffff_ffff) + carry;
+            *low_limb = low as u32;
+            let high = u64::from(*high_limb) + (square >> 32) + (low >> 32);
+            *high_limb = high as u32;
             carry = high >> 32;
         }
         self.reduce(t, out);
@@ -140,9 +165,17 @@ impl Modulus {
     fn reduce(&self, t: &mut [u32], out: &mut [u32]) {
         let k = self.n.len();
         for i in 0..k {
-            let m = u64::from(t[i].wrapping_mul(self.n0));
-            let mut carry = multiply_add(&mut t[i..i + k], m, &self.n);
-            for tj in t[i + k..].iter_mut() {
+            // Step i: t[i..i + k] += m * n clears limb i; the carry runs on above it.
+            let Some(&low) = t.get(i) else { return };
+            let m = u64::from(low.wrapping_mul(self.n0));
+            let Some(row) = t.get_mut(i..i + k) else {
+                return;
+            };
+            let mut carry = multiply_add(row, m, &self.n);
+            let Some(above) = t.get_mut(i + k..) else {
+                return;
+            };
+            for tj in above {
                 if carry == 0 {
                     break;
                 }
@@ -151,8 +184,14 @@ impl Modulus {
                 carry = s >> 32;
             }
         }
-        out.copy_from_slice(&t[k..2 * k]);
-        if t[2 * k] != 0 || at_least(out, &self.n) {
+        let (Some(result), Some(&spare)) = (t.get(k..2 * k), t.get(2 * k)) else {
+            return;
+        };
+        if out.len() != result.len() {
+            return;
+        }
+        out.copy_from_slice(result);
+        if spare != 0 || at_least(out, &self.n) {
             subtract(out, &self.n);
         }
     }
@@ -191,9 +230,7 @@ impl Modulus {
             std::mem::swap(&mut acc, &mut next);
             self.mul(&acc, &x, &mut t, &mut next);
         } else {
-            let mut one = vec![0u32; k];
-            one[0] = 1;
-            self.mul(&acc, &one, &mut t, &mut next);
+            self.mul(&acc, &one(k), &mut t, &mut next);
         }
         let mut bytes = Vec::with_capacity(4 * k);
         for limb in next.iter().rev() {

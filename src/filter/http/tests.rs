@@ -817,6 +817,7 @@ fn rs_and_es_signatures_go_to_the_host_when_it_offers_verify_signature() {
     for (alg, host_used) in [
         ("RS256", true),
         ("ES384", true),
+        ("ES512", true),
         ("PS256", false),
         ("EdDSA", false),
         ("HS256", false),
