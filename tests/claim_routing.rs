@@ -8,7 +8,12 @@
 //! after the route was chosen).
 //! The example is docs/configuration.md, "Routes that match on claims".
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::LazyLock;
 

@@ -1,7 +1,12 @@
 //! Configuration as Envoy sees it: a bad plugin configuration makes Envoy refuse the filter with
 //! the filter's one-line message naming the field; every shipped scenario configuration loads.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use testbed::envoy::{repo_root, validate, Envoy};
 use testbed::scenario::{render_config, Listener, Ports};

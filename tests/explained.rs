@@ -2,7 +2,12 @@
 //! log prints it with `%FILTER_STATE(wasm.inline_authz.decision:PLAIN)%`, and the JSON bodies of
 //! `localReplyBody: json`, beside the same configuration with Envoy's texts.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};

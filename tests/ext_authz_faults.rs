@@ -2,7 +2,12 @@
 //! closed, garbage, not listening, unknown cluster, each with failOpen off and on, each request
 //! compared with native ext_authz configured the same way.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::LazyLock;
 

@@ -1,7 +1,12 @@
 //! Every envoyExtAuthzHttp option in a real Envoy, each request compared with Envoy's native
 //! ext_authz configured the way Istio translates the same provider.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::LazyLock;
 

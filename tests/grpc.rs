@@ -5,7 +5,12 @@
 //! headers, body, upstream request and CheckRequest (`compare::same`; ids, times and ports aside).
 //! What native does in each case is written down in `tests/grpc_native.rs`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::LazyLock;
 

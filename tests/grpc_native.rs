@@ -27,7 +27,12 @@
 //!
 //! `status_on_error` replaces the 403 of the error rows only (503 here), never a denial's status.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

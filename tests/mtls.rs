@@ -10,7 +10,12 @@
 //!
 //! Run with `--nocapture` to print the table docs/security.md shows.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;

@@ -3,7 +3,12 @@
 //! reproducible, that every descriptor matches its blob, that the layer holds exactly the built
 //! `.wasm`, and (when skopeo is installed) that skopeo reads it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::fs;

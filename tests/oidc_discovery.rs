@@ -10,7 +10,12 @@
 //! its own (Envoy's jwt_authn, `remote_jwks` over the same TLS clusters); the other tests need the
 //! filter's discovery.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::LazyLock;
 use std::thread::sleep;

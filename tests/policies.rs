@@ -2,7 +2,12 @@
 //! Istio generates it (behind Envoy's own path normalization, Istio's default BASE), including
 //! the path tricks a client uses to get around a path rule.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::LazyLock;
 

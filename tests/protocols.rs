@@ -5,7 +5,12 @@
 //! upstream), and HTTP/1.x's odd corners: `Expect: 100-continue`, chunked bodies, HEAD, HTTP/1.0.
 //! docs/security.md ("Protocols") lists every case.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::LazyLock;
 

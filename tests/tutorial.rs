@@ -2,7 +2,12 @@
 //! pasted Istio provider and policy, side by side with Envoy's native ext_authz configured the same
 //! way (as Istio translates it). Every observable must match, and match the tutorial.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::LazyLock;
 
