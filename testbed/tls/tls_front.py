@@ -33,6 +33,10 @@ except ImportError as error:
     print(f"tls_front.py: {error}: pip install cryptography", file=sys.stderr)
     sys.exit(3)
 
+# The test CA, as the mTLS certificates make it (one CA recipe for the test bed).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mtls_certs import make_ca  # noqa: E402
+
 # The names the server certificate holds (the test bed's `.example` https hosts).
 HOSTS = ["issuer.example", "keys.example", "other-keys.example"]
 
@@ -49,28 +53,8 @@ def make_certificates(directory):
     now = datetime.datetime.now(datetime.timezone.utc)
     start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=1)
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "inline-authz test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca = make_ca("inline-authz test CA")
+    ca_name = ca.subject
 
     key = ec.generate_private_key(ec.SECP256R1())
     server = (
