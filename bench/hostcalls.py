@@ -27,6 +27,7 @@ KINDS = {
     "remove": "remove a request header (`remove_header_map_value`, absent)",
     "time": "the clock (`get_current_time_nanoseconds`)",
     "metric": "increment a counter (`increment_metric`)",
+    "property": "one property (`get_property`, `source.address`: what a gRPC check reads five of)",
 }
 REPEAT = 4
 

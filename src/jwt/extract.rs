@@ -2,6 +2,8 @@
 //! parameters, cookies. Istio's defaults, when a rule names none: `Authorization: Bearer <token>`
 //! and the `access_token` query parameter.
 
+use std::borrow::Cow;
+
 /// One place a token may be.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {
@@ -31,13 +33,14 @@ impl Location {
     }
 }
 
-/// A token and the location it came from.
+/// A token and the location it came from, borrowed from the request and the configuration (a
+/// token is copied only when its query parameter had to be percent-decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Extracted {
+pub struct Extracted<'a> {
     /// The token text, prefix and percent-encoding removed.
-    pub token: String,
+    pub token: Cow<'a, str>,
     /// Where it was found (which rules may verify it, what to strip when not forwarded).
-    pub location: Location,
+    pub location: &'a Location,
 }
 
 fn is_token_char(c: char) -> bool {
@@ -46,12 +49,12 @@ fn is_token_char(c: char) -> bool {
 
 /// Envoy: the prefix may stand anywhere in the value; the token starts at the first base64url or
 /// dot character after it and runs to the end of the value.
-fn after_prefix(value: &str, prefix: &str) -> Option<String> {
+fn after_prefix<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
     let start = value.find(prefix)? + prefix.len();
-    let rest = &value[start..];
+    let rest = value.get(start..)?;
     Some(match rest.find(is_token_char) {
-        Some(i) => rest[i..].to_string(),
-        None => value.to_string(),
+        Some(i) => rest.get(i..).unwrap_or(value),
+        None => value,
     })
 }
 
@@ -80,13 +83,22 @@ pub fn query_of(path: &str) -> &str {
     without_fragment.split_once('?').map_or("", |(_, q)| q)
 }
 
+/// A query component decoded, borrowed when it has no `%` to decode.
+fn decoded(text: &str) -> Cow<'_, str> {
+    if text.contains('%') {
+        Cow::Owned(percent_decode(text))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// The first value of a query parameter, decoded.
-fn query_param(query: &str, name: &str) -> Option<String> {
+fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(k, _)| percent_decode(k) == name)
-        .map(|(_, v)| percent_decode(v))
+        .find(|(k, _)| decoded(k) == name)
+        .map(|(_, v)| decoded(v))
 }
 
 /// `:path` with every value of parameter `name` removed (the rest kept in order).
@@ -97,9 +109,7 @@ pub fn without_param(path: &str, name: &str) -> String {
     };
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| {
-            !pair.is_empty() && percent_decode(pair.split('=').next().unwrap_or("")) != name
-        })
+        .filter(|pair| !pair.is_empty() && decoded(pair.split('=').next().unwrap_or("")) != name)
         .collect();
     if kept.is_empty() {
         base.to_string()
@@ -108,31 +118,31 @@ pub fn without_param(path: &str, name: &str) -> String {
     }
 }
 
-fn cookie(headers: &[(String, String)], name: &str) -> Option<String> {
+fn cookie<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .filter(|(n, _)| n == "cookie")
         .flat_map(|(_, v)| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"').to_string())
+        .map(|(_, v)| v.trim_matches('"'))
 }
 
 /// Every token at these locations, in Envoy's order (headers, then params, then cookies); one
 /// per header value; empty tokens skipped.
-pub fn extract(locations: &[Location], headers: &[(String, String)]) -> Vec<Extracted> {
+pub fn extract<'a>(
+    locations: &'a [Location],
+    headers: &'a [(String, String)],
+) -> Vec<Extracted<'a>> {
     let path = headers
         .iter()
         .find(|(n, _)| n == ":path")
         .map_or("", |(_, v)| v.as_str());
     let query = query_of(path);
     let mut found = Vec::new();
-    let mut push = |token: String, location: &Location| {
+    let mut push = |token: Cow<'a, str>, location: &'a Location| {
         if !token.is_empty() {
-            found.push(Extracted {
-                token,
-                location: location.clone(),
-            });
+            found.push(Extracted { token, location });
         }
     };
     for location in locations
@@ -142,7 +152,7 @@ pub fn extract(locations: &[Location], headers: &[(String, String)]) -> Vec<Extr
         if let Location::Header { name, prefix } = location {
             for (_, value) in headers.iter().filter(|(n, _)| n == name) {
                 if let Some(token) = after_prefix(value, prefix) {
-                    push(token, location);
+                    push(Cow::Borrowed(token), location);
                 }
             }
         }
@@ -156,7 +166,7 @@ pub fn extract(locations: &[Location], headers: &[(String, String)]) -> Vec<Extr
             }
             Location::Cookie(name) => {
                 if let Some(token) = cookie(headers, name) {
-                    push(token, location);
+                    push(Cow::Borrowed(token), location);
                 }
             }
             Location::Header { .. } => {}
@@ -177,14 +187,15 @@ mod tests {
 
     #[test]
     fn istio_defaults_read_bearer_header_and_access_token_param() {
-        let found = extract(
-            &Location::defaults(),
-            &headers(&[
+        let (locations, headers) = (
+            Location::defaults(),
+            headers(&[
                 (":path", "/x?access_token=a.b.c&y=1"),
                 ("authorization", "Bearer h.p.s"),
             ]),
         );
-        let tokens: Vec<&str> = found.iter().map(|e| e.token.as_str()).collect();
+        let found = extract(&locations, &headers);
+        let tokens: Vec<&str> = found.iter().map(|e| e.token.as_ref()).collect();
         assert_eq!(tokens, vec!["h.p.s", "a.b.c"]);
     }
 
@@ -204,15 +215,15 @@ mod tests {
 
     #[test]
     fn each_header_value_is_one_token() {
-        let found = extract(
-            &Location::defaults(),
-            &headers(&[
+        let (locations, headers) = (
+            Location::defaults(),
+            headers(&[
                 (":path", "/"),
                 ("authorization", "Bearer one"),
                 ("authorization", "Bearer two"),
             ]),
         );
-        assert_eq!(found.len(), 2);
+        assert_eq!(extract(&locations, &headers).len(), 2);
     }
 
     #[test]
@@ -225,15 +236,13 @@ mod tests {
             Location::Param("token".into()),
             Location::Cookie("session".into()),
         ];
-        let found = extract(
-            &locations,
-            &headers(&[
-                (":path", "/?token=q%2Et"),
-                ("x-jwt", "raw.tok.en"),
-                ("cookie", "a=1; session=c.k.e"),
-            ]),
-        );
-        let tokens: Vec<&str> = found.iter().map(|e| e.token.as_str()).collect();
+        let headers = headers(&[
+            (":path", "/?token=q%2Et"),
+            ("x-jwt", "raw.tok.en"),
+            ("cookie", "a=1; session=c.k.e"),
+        ]);
+        let found = extract(&locations, &headers);
+        let tokens: Vec<&str> = found.iter().map(|e| e.token.as_ref()).collect();
         assert_eq!(tokens, vec!["raw.tok.en", "q.t", "c.k.e"]);
     }
 

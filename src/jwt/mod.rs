@@ -171,7 +171,7 @@ pub enum Outcome {
     /// Every token verified; `mutations` remove forwarded tokens and add payload / claim headers.
     Verified {
         /// The identity policies see as `request.auth.*`.
-        auth: AuthInfo,
+        auth: Rc<AuthInfo>,
         /// To apply to the request before it goes on.
         mutations: Vec<HeaderMutation>,
     },
@@ -264,10 +264,10 @@ impl JwtConfig {
             let readers = self
                 .locations
                 .iter()
-                .find(|(l, _)| *l == found.location)
+                .find(|(l, _)| l == found.location)
                 .map_or(&[][..], |(_, r)| r);
             match self.verify_one(verifier, &found.token, readers) {
-                Ok((jwt, rule)) => verified.push((jwt, rule, &found.location)),
+                Ok((jwt, rule)) => verified.push((jwt, rule, found.location)),
                 Err(Stop::Failed(status)) => return Outcome::Failed(status),
                 Err(Stop::Pending(rule)) => return Outcome::Pending { rule },
             }
@@ -309,16 +309,7 @@ impl JwtConfig {
         let Some((jwt, _, _)) = verified.first() else {
             return Outcome::NoToken;
         };
-        let auth = AuthInfo {
-            principal: format!("{}/{}", jwt.issuer, jwt.subject),
-            audiences: jwt.audiences.clone(),
-            presenter: jwt
-                .claims
-                .get("azp")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            claims: Rc::clone(&jwt.claims),
-        };
+        let auth = jwt.auth_info();
         Outcome::Verified { auth, mutations }
     }
 

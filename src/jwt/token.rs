@@ -102,6 +102,8 @@ pub struct Jwt {
     pub signing_input: Vec<u8>,
     /// The decoded signature segment.
     pub signature: Vec<u8>,
+    /// The identity policies see, made on first use (`auth_info`).
+    auth: std::cell::OnceCell<std::rc::Rc<crate::policy::AuthInfo>>,
 }
 
 /// base64url without padding (padding tolerated, as jwt_verify_lib does).
@@ -231,7 +233,27 @@ impl Jwt {
             expires,
             signing_input,
             signature,
+            auth: std::cell::OnceCell::new(),
         })
+    }
+
+    /// The identity policies see (`request.auth.*`: `<iss>/<sub>`, `aud`, `azp`, the claims),
+    /// made once per token: a token from the verified-token cache hands every request the same
+    /// one, without a `format!` or a copy of its audiences each time.
+    pub fn auth_info(&self) -> std::rc::Rc<crate::policy::AuthInfo> {
+        let made = self.auth.get_or_init(|| {
+            std::rc::Rc::new(crate::policy::AuthInfo {
+                principal: format!("{}/{}", self.issuer, self.subject),
+                audiences: self.audiences.clone(),
+                presenter: self
+                    .claims
+                    .get("azp")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                claims: std::rc::Rc::clone(&self.claims),
+            })
+        });
+        std::rc::Rc::clone(made)
     }
 
     /// `exp` / `nbf` against the host's clock, with leeway (jwt_verify_lib's rule).

@@ -211,10 +211,10 @@ mod tests {
 
     fn authenticated(path: &str) -> RequestAttributes {
         RequestAttributes {
-            auth: Some(AuthInfo {
+            auth: Some(std::rc::Rc::new(AuthInfo {
                 principal: "iss/sub".into(),
                 ..Default::default()
-            }),
+            })),
             ..get(path)
         }
     }

@@ -52,7 +52,7 @@ pub struct RequestAttributes {
     /// `principals` or `namespaces` value matches when it matches any of them.
     pub peer_identities: Vec<String>,
     /// Set once a JWT rule verified the request's token.
-    pub auth: Option<AuthInfo>,
+    pub auth: Option<std::rc::Rc<AuthInfo>>,
 }
 
 impl RequestAttributes {
@@ -652,14 +652,14 @@ mod tests {
     #[test]
     fn claims_are_matched_by_nested_path_and_list_items() {
         let mut r = request("GET", "/");
-        r.auth = Some(AuthInfo {
+        r.auth = Some(std::rc::Rc::new(AuthInfo {
             principal: "iss/sub".into(),
             audiences: vec!["a".into(), "b".into()],
             presenter: None,
             claims: std::rc::Rc::new(
                 serde_json::json!({"groups": ["dev", "ops"], "org": {"team": "blue"}, "level": 3}),
             ),
-        });
+        }));
         assert!(text(Attribute::AuthClaim(vec!["groups".into()]), &["ops"], false).matches(&r));
         assert!(text(
             Attribute::AuthClaim(vec!["org".into(), "team".into()]),

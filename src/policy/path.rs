@@ -46,6 +46,9 @@ pub fn normalize(request_path: &str, mode: PathNormalization) -> NormalizedPath 
     let path = match mode {
         PathNormalization::None => path.to_string(),
         _ if !path.starts_with('/') && !path.starts_with('\\') => path.to_string(),
+        // Most paths have nothing to normalize: found in one scan, without rebuilding them.
+        PathNormalization::Base if is_canonical(path) => path.to_string(),
+        _ if is_canonical(path) && !path.contains("//") => path.to_string(),
         PathNormalization::Base => canonical(path),
         PathNormalization::MergeSlashes => merge_slashes(&canonical(path)),
         PathNormalization::DecodeAndMergeSlashes => {
@@ -67,6 +70,12 @@ pub fn is_refused(request_path: &str, mode: PathNormalization) -> bool {
     }
     let path = request_path.split(['?', '#']).next().unwrap_or("");
     path.as_bytes().windows(3).any(|w| w == b"%00")
+}
+
+/// Whether `canonical` gives the path back as it is: nothing to decode (`%`), no backslash, no
+/// segment that starts with a dot (`.`, `..`, or a name like `.well-known`, checked the long way).
+fn is_canonical(path: &str) -> bool {
+    !path.bytes().any(|b| b == b'%' || b == b'\\') && !path.contains("/.")
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -251,5 +260,48 @@ mod tests {
         );
         assert_eq!(path("/a%5cb", DecodeAndMergeSlashes), "/a/b");
         assert_eq!(path("//headers/../x", None), "//headers/../x");
+    }
+
+    #[test]
+    fn the_fast_path_gives_what_the_long_way_gives() {
+        let paths = [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b/c",
+            "/a//b",
+            "//a",
+            "/a.b/c.d",
+            "/.well-known/x",
+            "/a/./b",
+            "/a/../b",
+            "/a/..",
+            "/..",
+            "/.",
+            "/a%2Fb",
+            "/a\\b",
+            "/a/b.",
+            "/a/b..",
+            "/a-b_c~d",
+            "/a//",
+            "///",
+            "/é/ü",
+            "/a;b=c/d",
+            "/a/b/",
+        ];
+        for path in paths {
+            for mode in [
+                PathNormalization::Base,
+                PathNormalization::MergeSlashes,
+                PathNormalization::DecodeAndMergeSlashes,
+            ] {
+                let long_way = match mode {
+                    PathNormalization::Base => canonical(path),
+                    PathNormalization::MergeSlashes => merge_slashes(&canonical(path)),
+                    _ => merge_slashes(&canonical(&unescape_slashes(path))),
+                };
+                assert_eq!(normalize(path, mode).path, long_way, "{path} {mode:?}");
+            }
+        }
     }
 }

@@ -17,8 +17,8 @@
 //!   filter's CUSTOM with an `envoyExtAuthzGrpc` provider.
 //! - `hostcall <kind>`: the empty filter plus four hostcalls of one kind per request (`headers`:
 //!   all request headers; `value`: one header value; `remove`: remove a header; `time`: the clock;
-//!   `metric`: increment a counter). `bench/hostcalls.py` sets them beside the empty filter: what
-//!   one hostcall costs inside Envoy.
+//!   `metric`: increment a counter; `property`: the `source.address` property).
+//!   `bench/hostcalls.py` sets them beside the empty filter: what one hostcall costs inside Envoy.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -48,6 +48,7 @@ enum Hostcall {
     Remove,
     Time,
     Metric,
+    Property,
 }
 
 /// Hostcalls per request in `hostcall` mode: enough to stand out of the noise.
@@ -77,6 +78,7 @@ impl RootContext for Root {
                     "remove" => Hostcall::Remove,
                     "time" => Hostcall::Time,
                     "metric" => Hostcall::Metric,
+                    "property" => Hostcall::Property,
                     _ => return false,
                 };
                 let counter = hostcalls::define_metric(MetricType::Counter, "bench.hostcalls");
@@ -128,6 +130,9 @@ impl HttpContext for Repeat {
                 Hostcall::Remove => drop(hostcalls::set_map_value(headers, "x-absent", None)),
                 Hostcall::Time => drop(black_box(hostcalls::get_current_time())),
                 Hostcall::Metric => drop(hostcalls::increment_metric(self.counter, 1)),
+                Hostcall::Property => drop(black_box(hostcalls::get_property(vec![
+                    "source", "address",
+                ]))),
             }
         }
         Action::Continue
