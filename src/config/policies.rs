@@ -299,6 +299,7 @@ fn compile_condition(c: &RawCondition) -> Result<Vec<Constraint>, ConfigError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::string_slice)]
 mod tests {
     use super::*;
     use crate::config::Config;

@@ -255,9 +255,7 @@ fn ext_authz_grpc(name: &str, raw: &RawExtAuthzGrpc) -> Result<Provider, ConfigE
 fn header_names(field: &str, patterns: &[String]) -> Result<HeaderNames, ConfigError> {
     for (i, p) in patterns.iter().enumerate() {
         let bare = p.trim_matches('*');
-        if !(p == "*"
-            || is_header_name(bare)
-            || bare.starts_with(':') && is_header_name(&bare[1..]))
+        if !(p == "*" || is_header_name(bare) || bare.strip_prefix(':').is_some_and(is_header_name))
         {
             return Err(ConfigError::new(
                 format!("{field}[{i}]"),

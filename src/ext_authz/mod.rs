@@ -124,19 +124,18 @@ impl HeaderValueTemplate {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
-        while let Some(i) = rest.find('%') {
-            literal.push_str(&rest[..i]);
-            rest = &rest[i + 1..];
+        while let Some((before, after)) = rest.split_once('%') {
+            literal.push_str(before);
+            rest = after;
             if let Some(after) = rest.strip_prefix('%') {
                 literal.push('%');
                 rest = after;
                 continue;
             }
-            let end = rest
-                .find('%')
+            let (command, after) = rest
+                .split_once('%')
                 .ok_or_else(|| format!("{text:?}: unterminated '%' (write %% for a literal %)"))?;
-            let command = &rest[..end];
-            rest = &rest[end + 1..];
+            rest = after;
             let part = if let Some(name) = command
                 .strip_prefix("REQ(")
                 .and_then(|c| c.strip_suffix(')'))

@@ -1358,4 +1358,5 @@ impl TemplateSource for RequestSource<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::string_slice)]
 mod tests;

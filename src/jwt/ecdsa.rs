@@ -341,6 +341,7 @@ impl EcKey {
 }
 
 #[cfg(test)]
+#[allow(clippy::string_slice)]
 mod tests {
     use super::*;
 

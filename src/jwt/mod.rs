@@ -15,6 +15,7 @@ pub mod status;
 pub mod token;
 pub mod verify;
 #[cfg(test)]
+#[allow(clippy::string_slice)]
 mod wycheproof;
 
 use std::rc::Rc;
@@ -427,7 +428,11 @@ pub fn www_authenticate(headers: &[(String, String)], status: JwtStatus) -> Stri
         "" => "http",
         s => s,
     };
-    let realm = format!("{scheme}://{}{}", header(":authority"), &path[..cut]);
+    let realm = format!(
+        "{scheme}://{}{}",
+        header(":authority"),
+        path.get(..cut).unwrap_or_default()
+    );
     let realm = realm.replace('"', "%22");
     match status {
         JwtStatus::JwtMissed => format!("Bearer realm=\"{realm}\""),

@@ -108,8 +108,11 @@ impl HostMatch {
 /// Splits `host:port` and `[v6]:port`; a bare IPv6 address has no port.
 fn split_port(authority: &str) -> (&str, Option<&str>) {
     if authority.starts_with('[') {
-        return match authority.rfind("]:") {
-            Some(i) => (&authority[..=i], Some(&authority[i + 2..])),
+        return match authority.rsplit_once("]:") {
+            Some((host, port)) => (
+                authority.get(..=host.len()).unwrap_or(authority),
+                Some(port),
+            ),
             None => (authority, None),
         };
     }
