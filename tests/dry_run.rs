@@ -23,7 +23,6 @@
     clippy::string_slice
 )]
 
-use std::net::TcpListener;
 use std::sync::{LazyLock, Mutex};
 
 use serde_json::{json, Value};
@@ -132,21 +131,22 @@ fn policy(kind: &str, dry_run: bool, own: &[String]) -> String {
     .to_string()
 }
 
-/// Free loopback ports, one per listener of the pinned kinds (held together so they differ; they
-/// are released before Envoy binds them, as `scenario::dead_port` does).
+/// Free loopback ports, one per listener of the pinned kinds, below the ephemeral range
+/// (`scenario::free_port`): an ephemeral port released here could be handed to another socket
+/// before Envoy binds it (it was, once, in CI: "Address already in use").
 fn free_ports() -> Vec<(String, u16)> {
     let names: Vec<String> = PINNED
         .iter()
         .flat_map(|kind| [kind.to_string(), format!("{kind}-dry")])
         .collect();
-    let held: Vec<TcpListener> = names
-        .iter()
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    names
-        .into_iter()
-        .zip(held.iter().map(|l| l.local_addr().unwrap().port()))
-        .collect()
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < names.len() {
+        let port = testbed::scenario::free_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    names.into_iter().zip(ports).collect()
 }
 
 static PORTS: LazyLock<Vec<(String, u16)>> = LazyLock::new(free_ports);

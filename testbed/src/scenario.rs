@@ -249,10 +249,16 @@ fn template(name: &str) -> String {
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A loopback port nothing listens on: free now, and below Linux's ephemeral range
-/// (32768–60999), so no process asking for "any port" (the other test beds running beside this
-/// one) is ever given it — an ephemeral one freed here could be, and then answer.
+/// A loopback port nothing listens on (a cluster that refuses connections): `free_port`.
 pub fn dead_port() -> u16 {
+    free_port()
+}
+
+/// A loopback port free now, and below Linux's ephemeral range (32768–60999), so no socket asking
+/// for "any port" (a client's, another test bed's) is ever given it before its user binds it or
+/// while it must stay dead — an ephemeral one freed here could be, and then answer or be taken.
+/// Each call tries another port.
+pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let seed = std::process::id().wrapping_mul(2_654_435_761);
