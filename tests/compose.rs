@@ -7,13 +7,7 @@
 //! deny / allow pair of the gRPC provider against the test bed's gRPC server (Istio's sample's
 //! answers).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -1,13 +1,7 @@
 //! Configuration as Envoy sees it: a bad plugin configuration makes Envoy refuse the filter with
 //! the filter's one-line message naming the field; every shipped scenario configuration loads.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use testbed::envoy::{repo_root, validate, Envoy};
 use testbed::scenario::{render_config, Listener, Ports};

@@ -15,13 +15,7 @@
 //! The stats are per Envoy, not per listener: every plugin of the wasm VM shares a counter of a
 //! given name. So each test measures its deltas holding `STATS`, one kind at a time.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{LazyLock, Mutex};
 

@@ -2,13 +2,7 @@
 //! log prints it with `%FILTER_STATE(wasm.inline_authz.decision:PLAIN)%`, and the JSON bodies of
 //! `localReplyBody: json`, beside the same configuration with Envoy's texts.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};

@@ -2,13 +2,7 @@
 //! closed, garbage, not listening, unknown cluster, each with failOpen off and on, each request
 //! compared with native ext_authz configured the same way.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::LazyLock;
 

@@ -1,13 +1,7 @@
 //! Every envoyExtAuthzHttp option in a real Envoy, each request compared with Envoy's native
 //! ext_authz configured the way Istio translates the same provider.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::LazyLock;
 

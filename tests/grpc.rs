@@ -5,13 +5,7 @@
 //! headers, body, upstream request and CheckRequest (`compare::same`; ids, times and ports aside).
 //! What native does in each case is written down in `tests/grpc_native.rs`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::LazyLock;
 

@@ -3,13 +3,7 @@
 //! Istio's default `BASE` sets). Each attack gets its documented answer, the same in both, and a
 //! request that is refused never reaches the upstream. docs/security.md lists every row.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::LazyLock;
 

@@ -7,13 +7,7 @@
 //! `outbound|9000||ext-authz.default.svc.cluster.local`) and check the expected results table of
 //! `examples/istio/README.md`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,13 +2,7 @@
 //! requests that arrive before it, a key rotation picked up through an unknown `kid`, a failing
 //! endpoint that leaves the last good keys in place, and endpoints that never give keys.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::LazyLock;
 use std::thread::sleep;

@@ -2,13 +2,7 @@
 //! native jwt_authn (configured as Istio generates it) side by side, the ingress tutorial's
 //! tables, claim / payload headers, token forwarding and stripping.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::LazyLock;
 

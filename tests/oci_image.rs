@@ -3,13 +3,7 @@
 //! reproducible, that every descriptor matches its blob, that the layer holds exactly the built
 //! `.wasm`, and (when skopeo is installed) that skopeo reads it.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -10,13 +10,7 @@
 //! its own (Envoy's jwt_authn, `remote_jwks` over the same TLS clusters); the other tests need the
 //! filter's discovery.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::LazyLock;
 use std::thread::sleep;

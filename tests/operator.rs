@@ -1,13 +1,7 @@
 //! Operator features in a real Envoy: dry-run policies (counted, logged, never enforced), the
 //! opt-in denial reason header, and the metrics as Prometheus sees them (with stats_tags).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::LazyLock;
 

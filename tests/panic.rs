@@ -5,13 +5,7 @@
 //! reaches the upstream, and the VM stays closed (Envoy's `fail_open: false`) or is reloaded with
 //! the configuration in force (`failure_policy: FAIL_RELOAD`).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::thread::sleep;
 use std::time::{Duration, Instant};

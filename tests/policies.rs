@@ -2,13 +2,7 @@
 //! Istio generates it (behind Envoy's own path normalization, Istio's default BASE), including
 //! the path tricks a client uses to get around a path rule.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::LazyLock;
 

@@ -5,13 +5,7 @@
 //! upstream), and HTTP/1.x's odd corners: `Expect: 100-continue`, chunked bodies, HEAD, HTTP/1.0.
 //! docs/security.md ("Protocols") lists every case.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::LazyLock;
 

@@ -3,13 +3,7 @@
 //! on a new connection per request. A new policy takes over with no request lost; a configuration
 //! the filter refuses is rejected by Envoy and the running one keeps serving.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};

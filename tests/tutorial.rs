@@ -2,13 +2,7 @@
 //! pasted Istio provider and policy, side by side with Envoy's native ext_authz configured the same
 //! way (as Istio translates it). Every observable must match, and match the tutorial.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::LazyLock;
 

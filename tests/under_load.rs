@@ -7,13 +7,7 @@
 //! each phase; `scripts/soak` runs this suite for 30 s a phase and records the tallies it prints
 //! (`INLINE_AUTHZ_LOAD_REPORT` names the file they are appended to).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::net::TcpStream;
