@@ -741,18 +741,19 @@ impl AuthzRequest {
             );
             return Ok(Dispatch::Cached(answer));
         }
-        let headers: Vec<(&str, &str)> = request
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let dispatched = host.dispatch_http_call(
-            &provider.cluster,
-            &headers,
-            request.body.as_deref(),
-            provider.timeout,
-        );
-        drop(headers);
+        let dispatched = {
+            let headers: Vec<(&str, &str)> = request
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            host.dispatch_http_call(
+                &provider.cluster,
+                &headers,
+                request.body.as_deref(),
+                provider.timeout,
+            )
+        };
         let cache = match cache_key {
             Some(key) => Some(CacheKey::Built(key)),
             None if decisions.capacity() > 0 => Some(CacheKey::Later(request)),
@@ -806,20 +807,15 @@ impl AuthzRequest {
             Ok(host.property(path)?.and_then(|a| parse_socket(&a)))
         };
         let tls = host.property(&["connection", "tls_version"])?.is_some();
+        // The first identity only (Envoy's CheckRequest principal): the others are not read.
         let principal = |side: &str| -> HostResult<String> {
             if !tls {
                 return Ok(String::new());
             }
-            for kind in ["uri_san", "dns_san", "subject"] {
-                let name = format!("{kind}_{side}_certificate");
-                if let Some(value) = host.property(&["connection", &name])? {
-                    let value = String::from_utf8_lossy(&value).into_owned();
-                    if !value.is_empty() {
-                        return Ok(value);
-                    }
-                }
-            }
-            Ok(String::new())
+            Ok(certificate_identities(host, side)
+                .next()
+                .transpose()?
+                .unwrap_or_default())
         };
         let protocol = host
             .property(&["request", "protocol"])?
@@ -865,11 +861,10 @@ impl AuthzRequest {
         };
         let outcome = match (&provider.service, &answer) {
             (Service::Http(http), CallAnswer::Http(response)) => {
-                let answer = response.as_ref();
-                if let Some((cache, answer)) = cache
-                    .zip(answer)
-                    .filter(|(_, a)| self.shared.decisions.accepts(a))
-                {
+                let cacheable = response
+                    .as_ref()
+                    .filter(|r| self.shared.decisions.accepts(r));
+                if let (Some(cache), Some(response)) = (cache, cacheable) {
                     let now = unix_seconds(self.shared.now(host)?);
                     let key = || match cache {
                         CacheKey::Built(key) => key,
@@ -877,7 +872,7 @@ impl AuthzRequest {
                             crate::ext_authz::cache::key(&provider.cluster, &request)
                         }
                     };
-                    if self.shared.decisions.offer(key, answer, now) {
+                    if self.shared.decisions.offer(key, response, now) {
                         log::debug!("#{} ext_authz answer is cacheable: kept", self.context_id);
                     }
                 }
@@ -1219,7 +1214,7 @@ impl AuthzRequest {
             .map(|s| String::from_utf8_lossy(&s).into_owned())
             .filter(|s| !s.is_empty());
         let peer_identities = if needs.peer_principal {
-            peer_identities(host)?
+            certificate_identities(host, "peer").collect::<HostResult<_>>()?
         } else {
             Vec::new()
         };
@@ -1240,23 +1235,27 @@ impl AuthzRequest {
     }
 }
 
-/// The peer certificate's identities in the order Envoy RBAC's `authenticated` matcher tries
-/// them: URI SAN, DNS SAN, subject. proxy-wasm gives the first SAN of each kind only.
-fn peer_identities(host: &dyn Host) -> HostResult<Vec<String>> {
-    let mut identities = Vec::new();
-    for name in [
-        "uri_san_peer_certificate",
-        "dns_san_peer_certificate",
-        "subject_peer_certificate",
-    ] {
-        if let Some(value) = host.property(&["connection", name])? {
-            let value = String::from_utf8_lossy(&value).into_owned();
-            if !value.is_empty() {
-                identities.push(value);
+/// The identities of one side's certificate (`peer` or `local`), in the order Envoy tries them
+/// (RBAC's `authenticated` matcher, the CheckRequest's principal): URI SAN, DNS SAN, subject;
+/// empty ones left out. proxy-wasm gives the first SAN of each kind only. Each is read when the
+/// iterator reaches it, so a caller that wants the first reads no more.
+fn certificate_identities<'a>(
+    host: &'a dyn Host,
+    side: &'a str,
+) -> impl Iterator<Item = HostResult<String>> + 'a {
+    ["uri_san", "dns_san", "subject"]
+        .into_iter()
+        .filter_map(move |kind| {
+            let name = format!("{kind}_{side}_certificate");
+            match host.property(&["connection", &name]) {
+                Ok(Some(value)) => {
+                    let value = String::from_utf8_lossy(&value).into_owned();
+                    (!value.is_empty()).then_some(Ok(value))
+                }
+                Ok(None) => None,
+                Err(error) => Some(Err(error)),
             }
-        }
-    }
-    Ok(identities)
+        })
 }
 
 /// The property the audit record is set under: Envoy keeps it as filter state

@@ -425,16 +425,10 @@ impl Plugin {
             );
             Ok(Target::new(&cluster, url.authority, url.path, *timeout))
         });
-        let now = match host.now() {
-            Ok(now) => now,
-            Err(error) => {
-                log::error!("{error}: jwks discovery answer dropped");
-                shared
-                    .keys
-                    .fetched(rule, UNIX_EPOCH, Err(error.to_string()));
-                self.wake(host, rule);
-                return;
-            }
+        let Some(now) =
+            self.clock_or_drop(host, shared, rule, format_args!("jwks discovery answer"))
+        else {
+            return;
         };
         match target {
             Ok(target) => {
@@ -580,41 +574,55 @@ impl Plugin {
                 "{body_size} bytes, over the {MAX_JWKS_BYTES}-byte limit"
             )),
             Ok(Some(a)) if a.status() != Some(200) => Err(format!("status {:?}", a.status())),
-            Ok(Some(a)) => Jwks::parse(&String::from_utf8_lossy(&a.body)),
-        };
-        let now = match host.now() {
-            Ok(now) => now,
-            Err(error) => {
-                log::error!("{error}: jwks answer for {issuer:?} dropped");
-                shared
-                    .keys
-                    .fetched(rule, UNIX_EPOCH, Err(error.to_string()));
-                self.wake(host, rule);
-                return;
+            // The key set, and its text for the other VMs.
+            Ok(Some(a)) => {
+                let text = String::from_utf8_lossy(&a.body).into_owned();
+                Jwks::parse(&text).map(|jwks| (jwks, text))
             }
         };
-        match (&result, &answer) {
-            (Ok(_), Ok(Some(a))) => {
+        let what = format_args!("jwks answer for {issuer:?}");
+        let Some(now) = self.clock_or_drop(host, shared, rule, what) else {
+            return;
+        };
+        match result {
+            Ok((jwks, text)) => {
                 log::info!("jwks for {issuer:?} fetched");
                 shared.metrics.increment_now(host, Metric::JwksFetchSuccess);
                 let record = SharedKeys {
                     fetched_at: seconds(now),
-                    jwks: Some(String::from_utf8_lossy(&a.body).into_owned()),
+                    jwks: Some(text),
                 };
                 let _ = host.set_shared_data(&keys_key(jwt_rule), &record.encode(), None);
+                shared.keys.fetched(rule, now, Ok(jwks));
+                self.wake(host, rule);
             }
-            (Ok(_), _) => {}
-            (Err(why), _) => {
+            Err(why) => {
                 log::warn!("jwks fetch for {issuer:?} failed: {why}; keeping the last good keys");
-                shared.metrics.increment_now(host, Metric::JwksFetchFailed);
+                self.fetch_failed(host, shared, rule, jwt_rule, now, why);
             }
         }
-        let failed = result.is_err();
-        shared.keys.fetched(rule, now, result);
-        if failed {
-            self.publish_failure(host, shared, rule, jwt_rule, now);
+    }
+
+    /// The host's clock for a key answer, or `None` when it cannot be read: the answer is then
+    /// dropped as a failed fetch at the epoch (due again at once), and the waiting requests go on.
+    fn clock_or_drop(
+        &self,
+        host: &dyn Host,
+        shared: &Shared,
+        rule: usize,
+        what: std::fmt::Arguments,
+    ) -> Option<SystemTime> {
+        match host.now() {
+            Ok(now) => Some(now),
+            Err(error) => {
+                log::error!("{error}: {what} dropped");
+                shared
+                    .keys
+                    .fetched(rule, UNIX_EPOCH, Err(error.to_string()));
+                self.wake(host, rule);
+                None
+            }
         }
-        self.wake(host, rule);
     }
 }
 
