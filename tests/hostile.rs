@@ -35,6 +35,8 @@ fn deny_paths(paths: Value, normalization: &str) -> String {
 
 fn listeners() -> Vec<Listener> {
     vec![
+        // No rules at all: the idle plugin (requests continue untouched).
+        Listener::wasm("idle", "{}"),
         Listener::wasm("admin", &deny_paths(json!(["/admin", "/admin/*"]), "BASE")),
         Listener::native_rbac(
             "admin-native",
@@ -579,4 +581,21 @@ fn a_spoofed_x_forwarded_for_moves_ip_blocks_only_where_envoy_trusts_it() {
             .wait_for_log("unless this listener has use_remote_address: true"),
         "the filter warns when its policies read ipBlocks"
     );
+}
+
+/// The path is normalized only when something reads it (docs/configuration.md, "How a request is
+/// handled"): behind a policy on the method alone, the upstream gets the path as the client sent
+/// it; behind a path rule, the path that was checked.
+#[test]
+fn the_path_is_forwarded_as_sent_unless_a_rule_reads_it() {
+    let bed = &*FILTER_NORMALIZES;
+    let (response, upstream) = send(bed, "idle", "GET", b"/public/../x", &[]);
+    assert_eq!(response.status, 200);
+    assert_eq!(upstream.unwrap().path(), "/public/../x", "no rules");
+    let (response, upstream) = send(bed, "no-delete", "GET", b"/public/../x", &[]);
+    assert_eq!(response.status, 200);
+    assert_eq!(upstream.unwrap().path(), "/public/../x", "no rule reads it");
+    let (response, upstream) = send(bed, "only-public", "GET", b"/public/a/../b", &[]);
+    assert_eq!(response.status, 200);
+    assert_eq!(upstream.unwrap().path(), "/public/b", "notPaths reads it");
 }
