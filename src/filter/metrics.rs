@@ -241,8 +241,8 @@ impl Metrics {
 
     /// Counts one event at the host now (the root's rare events: key fetches).
     pub(crate) fn increment_now(&self, host: &dyn Host, metric: Metric) {
-        self.increment(metric);
         if let Some(counter) = self.ids.get(metric as usize) {
+            counter.add();
             counter.flush(host);
         }
     }
